@@ -1,0 +1,1 @@
+"""Receivers of indexing signals (listed in indexing/signals.py)."""

@@ -1,0 +1,264 @@
+"""Settings, all read from the environment (12-factor), with defaults that run the
+embedded devnet out of the box.
+
+Two ways to run, one code path (see docs/architecture.md):
+
+* embedded default: SQLite and an in-process Redis-protocol server (fakeredis),
+  started by ``make run`` — nothing to install;
+* production and tests: ``DATABASE_URL`` (PostgreSQL) and ``REDIS_URL``.
+
+Every setting is listed with its meaning in docs/configuration.md and
+deploy/.env.example. Numbers carry a comment saying why they are what they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+#
+# Core Django
+#
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+# "production" refuses weak secrets; "development" (make run) and "test" do not.
+ENVIRONMENT = env.str("ERC8004_ENV", default="development")
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="dev-only-insecure-secret-key-change-me-0123456789")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "erc8004",
+    "indexing",
+    "agents",
+    "actions",
+    "triggers",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "erc8004.urls"
+WSGI_APPLICATION = "erc8004.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "erc8004" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+#
+# Database
+#
+
+# Embedded default: a SQLite file under var/. Production and tests: PostgreSQL.
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'erc8004.sqlite3'}")}
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes (web, workers, beat) share one file: wait for the write
+    # lock instead of failing at once, and let readers proceed during writes.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+# Each checkout gets its own test database, so parallel clones (CI beside a
+# developer's session) never drop each other's tables.
+DATABASES["default"]["TEST"] = {
+    "NAME": env.str(
+        "TEST_DATABASE_NAME",
+        default="test_erc8004_" + hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:8],
+    )
+}
+IS_SQLITE = DATABASES["default"]["ENGINE"].endswith("sqlite3")
+if IS_SQLITE:
+    VAR_DIR.mkdir(exist_ok=True)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+#
+# Redis: broker, locks, shared rate limits, throttling cache
+#
+
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Every key this deployment writes starts with this prefix (Celery queues included),
+# so two deployments or test runs can share one Redis without stealing each other's work.
+REDIS_KEY_PREFIX = env.str("REDIS_KEY_PREFIX", default="erc8004:")
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": REDIS_KEY_PREFIX + "cache",
+        "TIMEOUT": 300,
+    }
+}
+
+#
+# Celery (see reference/stack.md §1: acks late + idempotent tasks, visibility
+# timeout above every countdown, prefetch 1)
+#
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_RESULT_BACKEND = None  # tasks report through PostgreSQL rows, never through results
+CELERY_TASK_IGNORE_RESULT = True
+# 1 h: longer than the longest countdown we schedule (retry ladders above 10 min live
+# in the outbox rows and are re-enqueued by sweepers, never as Celery ETAs).
+_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": _VISIBILITY_TIMEOUT,
+    "global_keyprefix": REDIS_KEY_PREFIX + "celery:",
+}
+CELERY_VISIBILITY_TIMEOUT = _VISIBILITY_TIMEOUT
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=1)
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_TASK_SOFT_TIME_LIMIT = 240
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = env.float("CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT", default=15.0)
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+# One queue per workload, each scaled on its own (DESIGN.md).
+CELERY_TASK_DEFAULT_QUEUE = "indexing"
+CELERY_TASK_ROUTES = {
+    "indexing.*": {"queue": "indexing"},
+    "agents.*": {"queue": "indexing"},
+    "triggers.*": {"queue": "triggers"},
+    "actions.*": {"queue": "actions"},
+}
+# Every beat entry expires before the next tick, so a backlog of ticks never piles
+# up while workers are down (Saleor's rule).
+CELERY_BEAT_SCHEDULE = {
+    "indexing-dispatch-polls": {
+        "task": "indexing.tasks.dispatch_polls",
+        "schedule": env.float("INDEXING_DISPATCH_INTERVAL", default=1.0),
+        "options": {"expires": 5},
+    },
+}
+
+#
+# Indexing
+#
+
+# A poll run indexes at most this many blocks, then re-enqueues itself if behind.
+INDEXING_MAX_BLOCKS_PER_POLL = env.int("INDEXING_MAX_BLOCKS_PER_POLL", default=5000)
+# Devnet chain seeded by `manage.py devnet_up` (and make run).
+DEVNET_RPC_URL = env.str("DEVNET_RPC_URL", default="http://127.0.0.1:8545")
+DEVNET_CHAIN_ID = env.int("DEVNET_CHAIN_ID", default=31337)
+
+#
+# Outbound HTTP (registration files, webhooks, MCP): private targets refused unless
+# allow-listed (CIDRs or host names). The test suite allows 127.0.0.0/8.
+#
+
+OUTBOUND_ALLOWLIST = env.list("OUTBOUND_ALLOWLIST", default=[])
+
+#
+# Auth, i18n, static
+#
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+#
+# REST framework and OpenAPI
+#
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": (
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ),
+    "DEFAULT_AUTHENTICATION_CLASSES": ("rest_framework.authentication.SessionAuthentication",),
+    "DEFAULT_PERMISSION_CLASSES": ("rest_framework.permissions.IsAuthenticatedOrReadOnly",),
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
+    "PAGE_SIZE": 50,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "erc8004 API",
+    "DESCRIPTION": "Index, triggers and actions for ERC-8004 Trustless Agents.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+#
+# Logging
+#
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+#
+# Production guard rails
+#
+
+if ENVIRONMENT == "production":
+    if SECRET_KEY.startswith("dev-only") or len(SECRET_KEY) < 32:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set to a random value of 32+ characters in production")
+    if DEBUG:
+        raise ImproperlyConfigured("DJANGO_DEBUG must be off in production")

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class IndexingConfig(AppConfig):
+    """Chain ingestion: chains, RPC endpoints, deployments, the reorg-safe poller and
+    the stored decoded log (ChainEvent). Floor 1: imports only ``erc8004`` helpers."""
+
+    name = "indexing"
+    verbose_name = "Indexing"

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class TriggersConfig(AppConfig):
+    """Triggers, conditions, per-trigger state and matches: the orchestrator on floor 3."""
+
+    name = "triggers"
+    verbose_name = "Triggers"
