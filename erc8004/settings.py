@@ -184,7 +184,16 @@ CELERY_BEAT_SCHEDULE = {
 #
 
 # A poll run indexes at most this many blocks, then re-enqueues itself if behind.
-INDEXING_MAX_BLOCKS_PER_POLL = env.int("INDEXING_MAX_BLOCKS_PER_POLL", default=5000)
+INDEXING_MAX_BLOCKS_PER_POLL = env.int("INDEXING_MAX_BLOCKS_PER_POLL", default=10000)
+# ... and stops fetching once it holds this many logs, so one batch transaction (events +
+# projections) stays well under a second and a few MB however dense the history is.
+INDEXING_MAX_EVENTS_PER_BATCH = env.int("INDEXING_MAX_EVENTS_PER_BATCH", default=5000)
+# Seconds one JSON-RPC request may take before the next endpoint is tried.
+INDEXING_RPC_TIMEOUT = env.float("INDEXING_RPC_TIMEOUT", default=10.0)
+# The per-chain poller lease; longer than a poll's hard time limit, so only a crashed
+# worker's lease ever runs out, and then within this many seconds.
+INDEXING_LEASE_SECONDS = env.int("INDEXING_LEASE_SECONDS", default=150)
+INDEXING_POLL_TIME_LIMIT = 120
 # Devnet chain seeded by `manage.py devnet_up` (and make run).
 DEVNET_RPC_URL = env.str("DEVNET_RPC_URL", default="http://127.0.0.1:8545")
 DEVNET_CHAIN_ID = env.int("DEVNET_CHAIN_ID", default=31337)

@@ -141,6 +141,7 @@ class ChainCursor(models.Model):
     head_timestamp = models.DateTimeField(null=True, blank=True)
     head_seen_at = models.DateTimeField(null=True, blank=True)
     last_polled_at = models.DateTimeField(null=True, blank=True)
+    poll_requested_at = models.DateTimeField(null=True, blank=True, help_text="When beat last enqueued a poll")
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
     last_error_at = models.DateTimeField(null=True, blank=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 
-pytest_plugins = ("tests.fixtures.devnet", "tests.fixtures.worker")
+pytest_plugins = ("tests.fixtures.devnet", "tests.fixtures.worker", "tests.fixtures.rpc_proxy")
 
 
 @pytest.fixture(scope="session", autouse=True)

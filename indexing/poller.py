@@ -1,0 +1,518 @@
+"""The reorg-safe poller: one bounded run of ``chain_poll`` indexes the next range of a
+chain, or rewinds it after a reorg.
+
+One run, in order (reference/stack.md §2.9, after Chainlink's log poller):
+
+1. take the chain's lease (a row lease with an expiry, so a crashed worker cannot
+   hold it forever);
+2. read the head; the safe head is ``head - confirmations``;
+3. re-check the stored hashes of recent blocks (the reorg window) in one batch; on a
+   mismatch rewind to the highest block that still matches, mark the events above it
+   ``removed`` and tell the floors above (projections rebuild, triggers retract);
+4. otherwise fetch ``eth_getLogs`` for every registry address and known topic0 over
+   ``[cursor+1, min(safe head, cursor+max)]`` with adaptive range splitting, fetch the
+   headers of the blocks that hold logs plus the range end, and verify every log's
+   block hash against its header (a mismatch means a reorg mid-fetch: nothing is
+   stored, the next run sees the reorg);
+5. commit in ONE transaction: ChainEvent rows, the projections (signal receivers),
+   block hashes and the cursor — only if the cursor still holds the block this run
+   started from (optimistic check: two pollers can never both commit a range).
+
+The caller (the Celery task) re-enqueues the poll at once while ``behind`` is true,
+so backfill does not wait for the next beat tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Min, Q
+from django.utils import timezone
+
+from erc8004 import metrics
+
+from .decoding import DecodedLog, LogDecodeError, known_topics, log_decode
+from .models import BlockRecord, Chain, ChainCursor, ChainEvent, ContractDeployment, RpcEndpoint, UnknownLog
+from .rpc import RpcClient, RpcError, logs_fetch
+from .signals import events_committed, events_indexed, events_removed
+
+__all__ = ("PollResult", "chain_poll", "rpc_client_for_chain", "worker_identity")
+
+logger = logging.getLogger("erc8004.indexing.poller")
+
+
+class CursorMoved(Exception):
+    """Another poller committed first; this run's work is discarded."""
+
+
+class NodeBehind(Exception):
+    """The node does not know a block we already indexed: it is lagging, not reorged."""
+
+
+class DeepReorg(Exception):
+    """No stored block within the search depth matches the node: an operator must look."""
+
+
+@dataclass
+class PollResult:
+    chain_id: int
+    outcome: str  # indexed | caught_up | reorg | busy | disabled | node_behind | retry | error
+    from_block: int | None = None
+    to_block: int | None = None
+    events: int = 0
+    removed: int = 0
+    unknown: int = 0
+    head: int | None = None
+    behind: bool = False
+    error: str = ""
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def rpc_client_for_chain(chain: Chain) -> RpcClient:
+    urls = list(chain.rpc_endpoints.filter(enabled=True).order_by("priority", "id").values_list("url", flat=True))
+    if not urls:
+        raise RpcError(f"chain {chain.chain_id} has no enabled RPC endpoint")
+    return RpcClient(urls=urls, chain_id=chain.chain_id, timeout=settings.INDEXING_RPC_TIMEOUT)
+
+
+#
+# Lease
+#
+
+
+def _lease_acquire(*, chain_id: int, owner: str) -> bool:
+    now = timezone.now()
+    taken = (
+        ChainCursor.objects.filter(pk=chain_id)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner))
+        .update(lease_owner=owner, lease_until=now + timedelta(seconds=settings.INDEXING_LEASE_SECONDS))
+    )
+    return taken == 1
+
+
+def _lease_release(*, chain_id: int, owner: str) -> None:
+    ChainCursor.objects.filter(pk=chain_id, lease_owner=owner).update(lease_owner="", lease_until=None)
+
+
+#
+# Helpers
+#
+
+
+def _timestamp(header: dict[str, Any]) -> datetime:
+    return datetime.fromtimestamp(int(header["timestamp"], 16), tz=UTC)
+
+
+def _start_block(chain: Chain) -> int | None:
+    return ContractDeployment.objects.filter(chain=chain, enabled=True).aggregate(m=Min("start_block"))["m"]
+
+
+def _record_error(*, chain_id: int, error: str) -> None:
+    ChainCursor.objects.filter(pk=chain_id).update(last_error=error[:2000], last_error_at=timezone.now())
+
+
+def _persist_endpoint_health(client: RpcClient, chain: Chain) -> None:
+    now = timezone.now()
+    for url, health in client.health.items():
+        if health.failures:
+            RpcEndpoint.objects.filter(chain=chain, url=url).update(last_error=health.last_error, last_error_at=now)
+        if health.successes:
+            RpcEndpoint.objects.filter(chain=chain, url=url).update(last_success_at=now)
+
+
+def _check_cursor_unchanged(chain_id: int, cursor: ChainCursor) -> ChainCursor:
+    locked = ChainCursor.objects.select_for_update().get(pk=chain_id)
+    if locked.last_block_number != cursor.last_block_number or locked.last_block_hash != cursor.last_block_hash:
+        raise CursorMoved
+    return locked
+
+
+#
+# Reorgs
+#
+
+
+@dataclass
+class _Ancestor:
+    number: int
+    hash: str
+
+
+def _reorg_find_ancestor(chain: Chain, cursor: ChainCursor, client: RpcClient) -> _Ancestor | bool | None:
+    """``False`` when nothing changed; else the common ancestor (``None``: before start)."""
+    if cursor.last_block_number is None:
+        return False
+    low = cursor.last_block_number - chain.reorg_window
+    records = list(BlockRecord.objects.filter(chain=chain, number__gt=low).order_by("number"))
+    if not records:
+        return False
+    headers = client.blocks_by_number([r.number for r in records])
+    if any(h is None for h in headers):
+        raise NodeBehind(f"node does not know block {records[-1].number}")
+    first_bad = next(
+        (i for i, (r, h) in enumerate(zip(records, headers, strict=True)) if h["hash"].lower() != r.hash), None
+    )
+    if first_bad is None:
+        return False
+    if first_bad > 0:
+        good = records[first_bad - 1]
+        return _Ancestor(good.number, good.hash)
+    # Deeper than the window: walk older records, a page at a time, up to a bound.
+    depth_limit = cursor.last_block_number - max(chain.reorg_window * 8, 1024)
+    older = BlockRecord.objects.filter(chain=chain, number__lte=low).order_by("-number")
+    if not older.exists():
+        return None
+    for page_start in range(0, 10_000, 64):
+        page = list(older[page_start : page_start + 64])
+        if not page:
+            return None
+        headers = client.blocks_by_number([r.number for r in page])
+        for record, header in zip(page, headers, strict=True):
+            if header is not None and header["hash"].lower() == record.hash:
+                return _Ancestor(record.number, record.hash)
+            if record.number < depth_limit:
+                raise DeepReorg(f"no stored block above {depth_limit} matches the node")
+    raise DeepReorg("no stored block matches the node")
+
+
+def _rewind(*, chain: Chain, cursor: ChainCursor, ancestor: _Ancestor | None) -> list[ChainEvent]:
+    """Mark everything above the ancestor removed and move the cursor back, atomically."""
+    now = timezone.now()
+    if ancestor is None:
+        start = _start_block(chain) or 0
+        ancestor = _Ancestor(start - 1, "")
+    with transaction.atomic():
+        _check_cursor_unchanged(chain.chain_id, cursor)
+        orphaned = list(
+            ChainEvent.objects.filter(chain=chain, block_number__gt=ancestor.number, removed=False).order_by(
+                "block_number", "log_index"
+            )
+        )
+        ChainEvent.objects.filter(pk__in=[e.pk for e in orphaned]).update(removed=True, removed_at=now)
+        for event in orphaned:
+            event.removed, event.removed_at = True, now
+        BlockRecord.objects.filter(chain=chain, number__gt=ancestor.number).delete()
+        depth = (cursor.last_block_number or 0) - ancestor.number
+        ChainCursor.objects.filter(pk=chain.chain_id).update(
+            last_block_number=ancestor.number if ancestor.number >= 0 else None,
+            last_block_hash=ancestor.hash,
+            reorg_count=cursor.reorg_count + 1,
+            last_reorg_depth=depth,
+            last_reorg_at=now,
+        )
+        if orphaned:
+            events_removed.send(sender=ChainEvent, chain_id=chain.chain_id, events=orphaned)
+        removed_ids = [e.pk for e in orphaned]
+        transaction.on_commit(
+            partial(
+                events_committed.send,
+                sender=ChainEvent,
+                chain_id=chain.chain_id,
+                event_ids=[],
+                removed_event_ids=removed_ids,
+            )
+        )
+    metrics.REORGS.labels(chain=str(chain.chain_id)).inc()
+    metrics.REORG_DEPTH.labels(chain=str(chain.chain_id)).observe(depth)
+    logger.warning(
+        "reorg on chain %s: rewound %s blocks to %s, %s events removed",
+        chain.chain_id,
+        depth,
+        ancestor.number,
+        len(orphaned),
+    )
+    return orphaned
+
+
+#
+# Indexing a range
+#
+
+
+def _decode_logs(
+    logs: list[dict[str, Any]], deployments: dict[str, ContractDeployment]
+) -> tuple[list[DecodedLog], list[tuple[dict[str, Any], str]]]:
+    decoded: list[DecodedLog] = []
+    unknown: list[tuple[dict[str, Any], str]] = []
+    for log in logs:
+        deployment = deployments.get(log["address"].lower())
+        if deployment is None or int(log["blockNumber"], 16) < deployment.start_block:
+            continue  # a node that ignores the address filter, or before the deployment's start
+        try:
+            decoded.append(log_decode(log))
+        except LogDecodeError as exc:
+            unknown.append((log, str(exc)))
+        except Exception as exc:  # a malformed node response must not stop the chain
+            unknown.append((log, f"malformed log: {type(exc).__name__}: {exc}"))
+    return decoded, unknown
+
+
+def _commit_range(
+    *,
+    chain: Chain,
+    cursor: ChainCursor,
+    end: int,
+    headers: dict[int, dict[str, Any]],
+    decoded: list[DecodedLog],
+    unknown: list[tuple[dict[str, Any], str]],
+    deployments: dict[str, ContractDeployment],
+    span: int,
+) -> list[ChainEvent]:
+    now = timezone.now()
+    start = (cursor.last_block_number + 1) if cursor.last_block_number is not None else None
+    rows = []
+    for log in decoded:
+        header = headers[log.block_number]
+        block_ts = _timestamp(header)
+        rows.append(
+            ChainEvent(
+                chain=chain,
+                block_number=log.block_number,
+                block_hash=log.block_hash,
+                block_timestamp=block_ts,
+                tx_hash=log.tx_hash,
+                tx_index=log.tx_index,
+                log_index=log.log_index,
+                address=log.address,
+                registry=deployments[log.address.lower()].registry,
+                event_type=log.event_type,
+                abi_version=log.abi_version,
+                agent_id=log.agent_id,
+                args=log.args,
+                is_backfill=(now - block_ts).total_seconds() > chain.notify_max_age_seconds,
+            )
+        )
+    with transaction.atomic():
+        _check_cursor_unchanged(chain.chain_id, cursor)
+        # Rows already stored for this range (a re-run, or a branch that came back):
+        # skip live ones, restore removed ones.
+        existing: dict[tuple[str, int], tuple[int, bool]] = {}
+        if rows:
+            lo = start if start is not None else min(r.block_number for r in rows)
+            for pk, block_hash, log_index, removed in ChainEvent.objects.filter(
+                chain=chain, block_number__gte=lo, block_number__lte=end
+            ).values_list("pk", "block_hash", "log_index", "removed"):
+                existing[(block_hash, log_index)] = (pk, removed)
+        new_rows = [r for r in rows if (r.block_hash, r.log_index) not in existing]
+        restored_ids = [
+            existing[(r.block_hash, r.log_index)][0]
+            for r in rows
+            if (r.block_hash, r.log_index) in existing and existing[(r.block_hash, r.log_index)][1]
+        ]
+        created = ChainEvent.objects.bulk_create(new_rows, batch_size=1000)
+        restored: list[ChainEvent] = []
+        if restored_ids:
+            ChainEvent.objects.filter(pk__in=restored_ids).update(removed=False, removed_at=None)
+            restored = list(ChainEvent.objects.filter(pk__in=restored_ids))
+        if unknown:
+            UnknownLog.objects.bulk_create(
+                [
+                    UnknownLog(
+                        chain=chain,
+                        block_number=int(log["blockNumber"], 16),
+                        block_hash=log["blockHash"].lower(),
+                        tx_hash=log.get("transactionHash", "").lower(),
+                        log_index=int(log["logIndex"], 16),
+                        address=log["address"],
+                        topics=log.get("topics", []),
+                        data=str(log.get("data", ""))[:20000],
+                        reason=reason[:2000],
+                    )
+                    for log, reason in unknown
+                ],
+                ignore_conflicts=True,
+            )
+        BlockRecord.objects.bulk_create(
+            [
+                BlockRecord(
+                    chain=chain,
+                    number=number,
+                    hash=header["hash"].lower(),
+                    parent_hash=header["parentHash"].lower(),
+                    timestamp=_timestamp(header),
+                )
+                for number, header in sorted(headers.items())
+            ],
+            update_conflicts=True,
+            unique_fields=("chain", "number"),
+            update_fields=("hash", "parent_hash", "timestamp"),
+        )
+        end_header = headers[end]
+        ChainCursor.objects.filter(pk=chain.chain_id).update(
+            last_block_number=end,
+            last_block_hash=end_header["hash"].lower(),
+            span=span,
+            last_success_at=now,
+            last_error="",
+            unknown_log_count=cursor.unknown_log_count + len(unknown),
+        )
+        indexed = sorted(created + restored, key=lambda e: (e.block_number, e.log_index))
+        if indexed:
+            events_indexed.send(sender=ChainEvent, chain_id=chain.chain_id, events=indexed)
+        transaction.on_commit(
+            partial(
+                events_committed.send,
+                sender=ChainEvent,
+                chain_id=chain.chain_id,
+                event_ids=[e.pk for e in indexed],
+                removed_event_ids=[],
+            )
+        )
+    for event in created:
+        metrics.EVENTS_INGESTED.labels(chain=str(chain.chain_id), event_type=event.event_type).inc()
+    if unknown:
+        metrics.UNKNOWN_LOGS.labels(chain=str(chain.chain_id)).inc(len(unknown))
+        logger.warning("chain %s: %s undecodable logs recorded", chain.chain_id, len(unknown))
+    _prune_block_records(chain=chain, cursor_block=end)
+    return indexed
+
+
+def _prune_block_records(*, chain: Chain, cursor_block: int) -> None:
+    """Keep the reorg window plus the newest record below it (the walk-back's base)."""
+    low = cursor_block - chain.reorg_window
+    base = BlockRecord.objects.filter(chain=chain, number__lte=low).order_by("-number").values_list("number", flat=True)
+    keep_from = next(iter(base[:1]), None)
+    if keep_from is not None:
+        BlockRecord.objects.filter(chain=chain, number__lt=keep_from).delete()
+
+
+#
+# The poll
+#
+
+
+def chain_poll(
+    *, chain_id: int, owner: str | None = None, max_blocks: int | None = None, client: RpcClient | None = None
+) -> PollResult:
+    """Run one bounded poll of a chain. Safe to call concurrently: the lease makes the
+    second caller return ``busy``, and the cursor check makes a stale one discard."""
+    owner = owner or worker_identity()
+    chain = Chain.objects.get(pk=chain_id)
+    if not chain.enabled:
+        return PollResult(chain_id, "disabled")
+    ChainCursor.objects.get_or_create(chain=chain)
+    if not _lease_acquire(chain_id=chain_id, owner=owner):
+        return PollResult(chain_id, "busy")
+    result = PollResult(chain_id, "error")
+    try:
+        result = _poll_locked(
+            chain=chain, client=client, max_blocks=max_blocks or settings.INDEXING_MAX_BLOCKS_PER_POLL
+        )
+    except NodeBehind as exc:
+        result = PollResult(chain_id, "node_behind", error=str(exc))
+        _record_error(chain_id=chain_id, error=f"node behind: {exc}")
+    except CursorMoved:
+        result = PollResult(chain_id, "retry", behind=True)
+    except DeepReorg as exc:
+        result = PollResult(chain_id, "error", error=str(exc))
+        _record_error(chain_id=chain_id, error=f"deep reorg, operator action needed: {exc}")
+        logger.error("chain %s: %s", chain_id, exc)
+    except RpcError as exc:
+        result = PollResult(chain_id, "error", error=str(exc))
+        _record_error(chain_id=chain_id, error=f"{type(exc).__name__}: {exc}")
+        logger.warning("chain %s poll failed: %s", chain_id, exc)
+    finally:
+        _lease_release(chain_id=chain_id, owner=owner)
+        metrics.POLLS.labels(chain=str(chain_id), outcome=result.outcome).inc()
+    return result
+
+
+def _poll_locked(*, chain: Chain, client: RpcClient | None, max_blocks: int) -> PollResult:
+    chain_id = chain.chain_id
+    cursor = ChainCursor.objects.get(pk=chain_id)
+    client = client or rpc_client_for_chain(chain)
+    try:
+        head = client.block_number()
+        now = timezone.now()
+        ChainCursor.objects.filter(pk=chain_id).update(head_block=head, head_seen_at=now, last_polled_at=now)
+
+        ancestor = _reorg_find_ancestor(chain, cursor, client)
+        if ancestor is not False:
+            orphaned = _rewind(chain=chain, cursor=cursor, ancestor=ancestor)
+            return PollResult(chain_id, "reorg", removed=len(orphaned), head=head, behind=True)
+
+        deployments = {d.address.lower(): d for d in ContractDeployment.objects.filter(chain=chain, enabled=True)}
+        if not deployments:
+            return PollResult(chain_id, "caught_up", head=head)
+        first = min(d.start_block for d in deployments.values())
+        start = max(first, cursor.last_block_number + 1) if cursor.last_block_number is not None else first
+        safe_head = head - chain.confirmations
+        if start > safe_head:
+            ChainCursor.objects.filter(pk=chain_id).update(last_success_at=now, last_error="")
+            return PollResult(chain_id, "caught_up", head=head)
+        end = min(safe_head, start + max_blocks - 1)
+        addresses = [d.address for d in deployments.values() if d.start_block <= end]
+        logs, span, end = _fetch_logs_bounded(
+            client, chain=chain, cursor=cursor, addresses=addresses, start=start, end=end
+        )
+        numbers = sorted({int(log["blockNumber"], 16) for log in logs} | {end})
+        fetched = client.blocks_by_number(numbers)
+        if any(h is None for h in fetched):
+            raise NodeBehind("node returned no header for a block it gave logs for")
+        headers = dict(zip(numbers, fetched, strict=True))
+        for log in logs:
+            if log["blockHash"].lower() != headers[int(log["blockNumber"], 16)]["hash"].lower():
+                # The chain moved between eth_getLogs and the headers: store nothing now;
+                # the next run re-checks hashes and fetches a consistent view.
+                return PollResult(chain_id, "retry", head=head, behind=True)
+        decoded, unknown = _decode_logs(logs, deployments)
+        indexed = _commit_range(
+            chain=chain,
+            cursor=cursor,
+            end=end,
+            headers=headers,
+            decoded=decoded,
+            unknown=unknown,
+            deployments=deployments,
+            span=span,
+        )
+        return PollResult(
+            chain_id,
+            "indexed",
+            from_block=start,
+            to_block=end,
+            events=len(indexed),
+            unknown=len(unknown),
+            head=head,
+            behind=end < safe_head,
+        )
+    finally:
+        _persist_endpoint_health(client, chain)
+
+
+def _fetch_logs_bounded(
+    client: RpcClient, *, chain: Chain, cursor: ChainCursor, addresses: list[str], start: int, end: int
+) -> tuple[list[dict[str, Any]], int, int]:
+    """eth_getLogs over [start, end], stopping early once a batch holds enough events
+    that one transaction stays small; returns (logs, span, last block covered)."""
+    max_events = settings.INDEXING_MAX_EVENTS_PER_BATCH
+    span = cursor.span or chain.max_block_range
+    logs: list[dict[str, Any]] = []
+    block = start
+    while block <= end:
+        window_end = min(end, block + max(span, 1) * 4 - 1)
+        chunk, span = logs_fetch(
+            client,
+            addresses=addresses,
+            topics0=known_topics(),
+            from_block=block,
+            to_block=window_end,
+            span=span,
+            max_span=chain.max_block_range,
+        )
+        logs.extend(chunk)
+        block = window_end + 1
+        if len(logs) >= max_events:
+            return logs, span, window_end
+    return logs, span, end
