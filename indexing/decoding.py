@@ -264,7 +264,9 @@ def _decode_raw(spec: EventSpec, topics: list[str], data: str) -> dict[str, Any]
 
 
 def _normalised(value: int, decimals: int) -> str:
-    return str(Decimal(value).scaleb(-decimals))
+    """value / 10**decimals, exact: built from a string (no context rounding at 28
+    digits, which int128 values exceed) and printed without an exponent."""
+    return format(Decimal(f"{value}e-{decimals}"), "f")
 
 
 def _canonical(spec: EventSpec, raw: dict[str, Any]) -> tuple[str, dict[str, Any], int | None]:
