@@ -11,6 +11,8 @@ from prometheus_client import Counter, Histogram
 
 __all__ = (
     "EVENTS_INGESTED",
+    "TRIGGERS_EVALUATED",
+    "TRIGGER_MATCHES",
     "POLLS",
     "REORGS",
     "REORG_DEPTH",
@@ -30,3 +32,5 @@ REORGS = Counter("erc8004_reorgs_total", "Chain reorganisations detected", ["cha
 REORG_DEPTH = Histogram(
     "erc8004_reorg_depth_blocks", "Blocks rewound per reorg", ["chain"], buckets=(1, 2, 3, 5, 8, 13, 21, 64, 128)
 )
+TRIGGERS_EVALUATED = Counter("erc8004_trigger_evaluations_total", "Trigger conditions evaluated against an event")
+TRIGGER_MATCHES = Counter("erc8004_trigger_matches_total", "Trigger matches by outcome", ["outcome"])

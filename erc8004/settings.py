@@ -177,6 +177,16 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("INDEXING_DISPATCH_INTERVAL", default=1.0),
         "options": {"expires": 5},
     },
+    "triggers-process-confirmations": {
+        "task": "triggers.tasks.process_confirmations",
+        "schedule": 2.0,
+        "options": {"expires": 10},
+    },
+    "triggers-sweep-evaluations": {
+        "task": "triggers.tasks.sweep_evaluations",
+        "schedule": 15.0,
+        "options": {"expires": 30},
+    },
 }
 
 #

@@ -221,7 +221,8 @@ def _rewind(*, chain: Chain, cursor: ChainCursor, ancestor: _Ancestor | None) ->
                 chain_id=chain.chain_id,
                 event_ids=[],
                 removed_event_ids=removed_ids,
-            )
+            ),
+            robust=True,  # a broker outage must not fail a committed batch; sweepers catch up
         )
     metrics.REORGS.labels(chain=str(chain.chain_id)).inc()
     metrics.REORG_DEPTH.labels(chain=str(chain.chain_id)).observe(depth)
@@ -367,7 +368,8 @@ def _commit_range(
                 chain_id=chain.chain_id,
                 event_ids=[e.pk for e in indexed],
                 removed_event_ids=[],
-            )
+            ),
+            robust=True,  # a broker outage must not fail a committed batch; sweepers catch up
         )
     for event in created:
         metrics.EVENTS_INGESTED.labels(chain=str(chain.chain_id), event_type=event.event_type).inc()

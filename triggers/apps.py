@@ -6,3 +6,6 @@ class TriggersConfig(AppConfig):
 
     name = "triggers"
     verbose_name = "Triggers"
+
+    def ready(self) -> None:
+        from . import receivers  # noqa: F401  evaluates what the indexer commits
