@@ -11,14 +11,14 @@ from prometheus_client import Counter, Histogram
 
 __all__ = (
     "EVENTS_INGESTED",
-    "TRIGGERS_EVALUATED",
-    "TRIGGER_MATCHES",
     "POLLS",
     "REORGS",
     "REORG_DEPTH",
     "RPC_CALLS",
     "RPC_ERRORS",
     "RPC_FAILOVERS",
+    "TRIGGERS_EVALUATED",
+    "TRIGGER_MATCHES",
     "UNKNOWN_LOGS",
 )
 

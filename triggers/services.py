@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from actions.models import Delivery, Destination
+from actions.services import delivery_create, delivery_retract, payload_build
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from actions.models import Delivery, Destination
-from actions.services import delivery_create, delivery_retract, payload_build
 from agents.selectors import agent_views_for_events
 from erc8004 import metrics
 from indexing.models import ChainCursor, ChainEvent, Registry
@@ -36,9 +36,9 @@ from .models import EventEvaluation, Match, PendingConfirmation, Trigger, Trigge
 
 __all__ = (
     "DryRunResult",
+    "evaluation_context_build",
     "events_evaluate",
     "events_retract",
-    "evaluation_context_build",
     "pending_confirmations_process",
     "trigger_dry_run",
     "trigger_keys_rebuild",
@@ -131,7 +131,7 @@ def trigger_keys_rebuild(*, trigger: Trigger) -> None:
     agents: set[str] | None = None
     for leaf in _top_level_leaves(condition, "agent_id"):
         agents = set(leaf.spec["values"]) if agents is None else agents & set(leaf.spec["values"])
-    if types is not None and not types or agents is not None and not agents:
+    if (types is not None and not types) or (agents is not None and not agents):
         return  # contradictory filters: the trigger can never match
     TriggerKey.objects.bulk_create(
         [
@@ -278,9 +278,9 @@ class _Policy:
 def _policy_check(trigger: Trigger, now: datetime) -> _Policy:
     """Cooldown and max-fires-per-window, decided and recorded under the trigger's lock."""
     locked = Trigger.objects.select_for_update().get(pk=trigger.pk)
-    if locked.cooldown_seconds and locked.last_fired_at:
-        if now < locked.last_fired_at + timedelta(seconds=locked.cooldown_seconds):
-            return _Policy(False, f"cooldown of {locked.cooldown_seconds}s")
+    cooling = locked.cooldown_seconds and locked.last_fired_at
+    if cooling and now < locked.last_fired_at + timedelta(seconds=locked.cooldown_seconds):
+        return _Policy(False, f"cooldown of {locked.cooldown_seconds}s")
     recent = [
         t for t in locked.recent_fires if t > (now - timedelta(seconds=locked.max_fires_window_seconds)).timestamp()
     ]
