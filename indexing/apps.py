@@ -7,3 +7,6 @@ class IndexingConfig(AppConfig):
 
     name = "indexing"
     verbose_name = "Indexing"
+
+    def ready(self) -> None:
+        from . import status  # noqa: F401  registers the status contributor
