@@ -182,13 +182,17 @@ class AnvilProcess:
         fd, log_name = tempfile.mkstemp(prefix="anvil-", suffix=".log")
         self.log_path = Path(log_name)
         with os.fdopen(fd, "wb") as log:
-            self._process = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            )
+            try:
+                self._process = subprocess.Popen(
+                    args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                )
+            except OSError as exc:
+                self.stop()
+                raise AnvilError(f"cannot run {args[0]}: {exc} (run `make deps`)") from exc
         with _RUNNING_LOCK:
             _RUNNING.add(self)
         try:

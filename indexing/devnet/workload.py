@@ -147,7 +147,9 @@ class _Validation:
 
 @dataclass
 class _Model:
-    agents: list[_Agent] = field(default_factory=list)
+    agents: list[_Agent] = field(default_factory=list)  # the workload's own agents, in mint order
+    by_id: dict[int, _Agent] = field(default_factory=dict)
+    next_agent_id: int = 0  # what the identity registry mints next (re-read from the chain at every run)
     feedback: list[_Feedback] = field(default_factory=list)
     last_index: dict[tuple[str, int, str], int] = field(default_factory=dict)
     validations: list[_Validation] = field(default_factory=list)
@@ -337,6 +339,7 @@ _FN = {
     "setMetadata": _Fn("setMetadata(uint256,string,bytes)"),
     "setAgentWallet": _Fn("setAgentWallet(uint256,address,uint256,bytes)"),
     "unsetAgentWallet": _Fn("unsetAgentWallet(uint256)"),
+    "ownerOf": _Fn("ownerOf(uint256)"),
     "transferFrom": _Fn("transferFrom(address,address,uint256)"),
     "approve": _Fn("approve(address,uint256)"),
     "setApprovalForAll": _Fn("setApprovalForAll(address,bool)"),
@@ -605,6 +608,7 @@ class Workload:
         if automine:
             self._rpc.call("evm_setAutomine", [False])
         self._nonces.clear()
+        self._sync_next_agent_id()
         latest = self._rpc.call("eth_getBlockByNumber", ["latest", False])
         self._last_timestamp = int(latest["timestamp"], 16)
         # The gas limits we set are about twice the gas used: 80% of the block gas limit in limits keeps a
@@ -728,7 +732,29 @@ class Workload:
         return self._rng.choice(agents)
 
     def _agent(self, agent_id: int) -> _Agent:
-        return self._model.agents[agent_id]  # ids are 0..n-1 in mint order
+        return self._model.by_id[agent_id]
+
+    def _sync_next_agent_id(self) -> None:
+        """Learn the next agentId from the chain: the registry may hold agents that are not ours (an earlier
+        run, another seed, a test). Ids are dense (no burn), so search for the first id without an owner."""
+        low = self._model.next_agent_id  # ids below are known to exist
+        if not self._agent_exists(low):
+            return
+        high = max(1, low * 2)
+        while self._agent_exists(high):
+            low, high = high, high * 2
+        while high - low > 1:  # low exists, high does not
+            middle = (low + high) // 2
+            low, high = (middle, high) if self._agent_exists(middle) else (low, middle)
+        self._model.next_agent_id = high
+
+    def _agent_exists(self, agent_id: int) -> bool:
+        data = "0x" + _FN["ownerOf"].encode(agent_id).hex()
+        try:
+            self._rpc.call("eth_call", [{"to": self._identity, "data": data}, "latest"])
+        except WorkloadError:
+            return False
+        return True
 
     def _is_authorized(self, agent: _Agent, account: str) -> bool:
         return (
@@ -882,7 +908,8 @@ class Workload:
         rng = self._rng
         model = self._model
         owner = rng.choice(self._owners)
-        agent_id = len(model.agents)
+        agent_id = model.next_agent_id
+        model.next_agent_id += 1
         variant = rng.choices(("none", "uri", "entries"), (15, 50, 35))[0]
         uri = "" if variant == "none" else self._agent_uri(agent_id, owner)
         entries: list[tuple[str, bytes]] = []
@@ -899,7 +926,9 @@ class Workload:
             data = _FN["register(string,(string,bytes)[])"].encode(uri, entries)
         logs = self._count("Transfer", *(["MetadataUpdate"] if variant != "none" else []), "Registered", "MetadataSet")
         logs += self._count(*["MetadataSet"] * len(entries))
-        model.agents.append(_Agent(agent_id=agent_id, owner=owner, uri=uri, wallet=owner, metadata=dict(entries)))
+        agent = _Agent(agent_id=agent_id, owner=owner, uri=uri, wallet=owner, metadata=dict(entries))
+        model.agents.append(agent)
+        model.by_id[agent_id] = agent
         self._queue(_Tx(f"register/{variant}", owner, self._identity, data, _gas(data), logs=logs, agent_id=agent_id))
         return True
 
