@@ -13,10 +13,14 @@ How it stays correct and fast:
 * Batching: automine is switched off while running, transactions are sent with explicit nonces and gas
   (no estimation round-trips, and transactions that depend on earlier ones in the same block are fine),
   then one block is mined per batch. Automine slows down sharply as state grows; batches do not.
-* Ordering: transactions are sent one by one (anvil runs the calls of a JSON-RPC *batch* concurrently and
-  may reorder them); with equal fees anvil then mines them in arrival order. The model is updated in that
-  same order, and every flush checks it: each receipt's position, status, log count and, for
-  registrations, the minted agentId must be what the model predicted, or ``WorkloadError`` is raised.
+* Ordering: transactions are pipelined on one HTTP connection, which anvil serves in order (a JSON-RPC
+  *batch* would not do: anvil runs its calls concurrently and may reorder them); with equal fees anvil
+  then mines them in arrival order. The model is updated in that same order, and every flush checks it:
+  each receipt's position, status, log count and, for registrations, the minted agentId must be what the
+  model predicted, or ``WorkloadError`` is raised (the Workload is then unusable).
+* Sharing: the registry may already hold agents (an earlier run, another seed); the next agentId is read
+  from the chain at the start of every run. During a run the workload must be the only sender on its
+  accounts. ``truth()`` covers the workload's own transactions and agents only.
 * Reverts on purpose (self-feedback, a reserved metadata key) are sent with explicit gas, so they are mined
   with status 0 and change nothing but the sender's nonce.
 """
@@ -441,6 +445,7 @@ class Workload:
         self._nonces: dict[str, int] = {}
         self._last_timestamp = 0
         self._batch_gas = 24_000_000
+        self._batch_start = 0
         self._identity = Web3.to_checksum_address(deployment.identity)
         self._registry_ref = f"eip155:{self.chain_id}:{self._identity}"
 
@@ -621,6 +626,10 @@ class Workload:
                 self._rpc.call("evm_setAutomine", [True])
 
     def _queue(self, tx: _Tx) -> None:
+        if not self._pending:
+            # Where to look for this batch's receipts: a node that also mines on an interval may include
+            # them before we mine.
+            self._batch_start = int(self._rpc.call("eth_blockNumber"), 16)
         nonce = self._nonces.get(tx.sender)
         if nonce is None:
             nonce = int(self._rpc.call("eth_getTransactionCount", [tx.sender, "pending"]), 16)
@@ -648,11 +657,12 @@ class Workload:
         wanted = {tx.hash: tx for tx in pending}
         receipts: dict[str, dict[str, Any]] = {}
         order: list[str] = []
-        start = int(self._rpc.call("eth_blockNumber"), 16)
-        scanned = start
+        scanned = self._batch_start
         for _ in range(1000):
-            self._rpc.call("evm_mine")
             head = int(self._rpc.call("eth_blockNumber"), 16)
+            if head == scanned:
+                self._rpc.call("evm_mine")
+                head = int(self._rpc.call("eth_blockNumber"), 16)
             for number in range(scanned + 1, head + 1):
                 for receipt in self._rpc.call("eth_getBlockReceipts", [hex(number)]) or []:
                     if receipt["transactionHash"] in wanted:

@@ -272,3 +272,13 @@ def test_decimal_formatting_rounds_half_even() -> None:
 
 def test_contract_names_cover_every_role() -> None:
     assert {name for name, _, _ in DEPLOYMENT_ROLES.values()} == set(CONTRACT_NAMES)
+
+
+def test_workload_on_an_interval_mining_chain(devnet_factory: Callable[..., Devnet]) -> None:
+    """The demo chain mines every second on its own; the workload's blocks and anvil's interleave."""
+    devnet = devnet_factory(block_time=0.5)
+    workload = Workload(devnet.w3, devnet.deployment, seed=9, batch_size=16)
+    sent = workload.run_for(1.6, 40)
+    assert sent >= 40
+    assert devnet.w3.provider.make_request("anvil_getAutomine", [])["result"] is False  # mode left alone
+    assert_truth_matches_chain(devnet, workload.truth())
