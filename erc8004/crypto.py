@@ -26,6 +26,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
+from django.db.models.query_utils import DeferredAttribute
 
 __all__ = (
     "EncryptedTextField",
@@ -128,6 +129,13 @@ class Secret:
         raise TypeError("Secret values are not picklable; store the encrypted token instead")
 
 
+class _SecretAttribute(DeferredAttribute):
+    """Assigning a ``str`` stores a ``Secret``: the instance never holds a bare string."""
+
+    def __set__(self, instance: models.Model, value: Any) -> None:
+        instance.__dict__[self.field.attname] = self.field.to_python(value)
+
+
 class EncryptedTextField(models.TextField):
     """A text column holding a Fernet token; Python sees ``Secret | None``.
 
@@ -137,6 +145,7 @@ class EncryptedTextField(models.TextField):
     """
 
     description = "Text encrypted at rest (Fernet)"
+    descriptor_class = _SecretAttribute
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("null", True)

@@ -227,6 +227,8 @@ ACTIONS_RETRY_LADDER = [
     float(s)
     for s in env.list("ACTIONS_RETRY_LADDER", default=["5", "30", "120", "600", "1800", "3600", "10800", "21600"])
 ]
+# The Celery queue sends are published to (the one CELERY_TASK_ROUTES gives actions.*).
+ACTIONS_QUEUE = env.str("ACTIONS_QUEUE", default="actions")
 # Backpressure: the dispatcher never lets the `actions` Redis list grow past this many
 # messages; everything else waits as rows. 2,000 is several seconds of work for a
 # worker pool (≥300 deliveries/s measured) and small enough for Redis never to matter.
