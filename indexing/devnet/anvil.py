@@ -103,6 +103,10 @@ class AnvilProcess:
 
     anvil's own output goes to a temporary log file (``log_path``), never to a pipe nobody drains; it is
     deleted on ``stop()`` unless ``keep_log``.
+
+    ``die_with_parent`` (Linux): the kernel stops anvil when the *thread* that started it exits. Keep the
+    default when starting from the main thread (tests, commands); pass False when starting from a
+    short-lived thread and rely on ``stop()``/atexit instead.
     """
 
     def __init__(
@@ -118,6 +122,7 @@ class AnvilProcess:
         binary: Path | str | None = None,
         startup_timeout: float = 15.0,
         keep_log: bool = False,
+        die_with_parent: bool = True,
     ) -> None:
         self.chain_id = chain_id
         self.block_time = block_time
@@ -129,6 +134,7 @@ class AnvilProcess:
         self.binary = Path(binary) if binary is not None else None
         self.startup_timeout = startup_timeout
         self.keep_log = keep_log
+        self.die_with_parent = die_with_parent and sys.platform == "linux"
         self.port: int | None = None
         self.log_path: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -188,7 +194,7 @@ class AnvilProcess:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                    preexec_fn=_die_with_parent if self.die_with_parent else None,
                 )
             except OSError as exc:
                 self.stop()

@@ -963,8 +963,7 @@ class Workload:
 
     def _op_set_agent_wallet(self) -> bool:
         agent = self._pick_agent()
-        key = self._rng.choice(self._wallet_keys)
-        wallet = Account.from_key(key).address
+        key, wallet = self._rng.choice(self._wallet_keys)
         # anvil stamps blocks with the wall clock (equal timestamps allowed), so the next block's time is
         # about max(last block, now); the deadline sits well inside [that, that + 5 min].
         deadline = max(self._last_timestamp, int(time.time())) + _WALLET_DEADLINE_SECONDS
@@ -1234,12 +1233,13 @@ class Workload:
     #
 
     @staticmethod
-    def _derive_wallet_keys() -> list[bytes]:
+    def _derive_wallet_keys() -> list[tuple[bytes, str]]:
+        """(private key, address) of the wallets agents point at; derived once (PBKDF2 is slow)."""
         Account.enable_unaudited_hdwallet_features()
         keys = []
         for index in range(_WALLET_KEY_FIRST_INDEX, _WALLET_KEY_FIRST_INDEX + _WALLET_KEY_COUNT):
             account = Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
-            keys.append(bytes(account.key))
+            keys.append((bytes(account.key), account.address))
         return keys
 
 

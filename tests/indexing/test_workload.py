@@ -4,6 +4,8 @@ contracts' own view functions, independently of the generator's bookkeeping)."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
@@ -282,3 +284,15 @@ def test_workload_on_an_interval_mining_chain(devnet_factory: Callable[..., Devn
     assert sent >= 40
     assert devnet.w3.provider.make_request("anvil_getAutomine", [])["result"] is False  # mode left alone
     assert_truth_matches_chain(devnet, workload.truth())
+
+
+def test_run_for_stops_cleanly_when_asked(devnet_small: Devnet) -> None:
+    """What Ctrl-C does in `devnet_workload --continuous`: the tick in flight is mined, the truth is exact."""
+    workload = Workload(devnet_small.w3, devnet_small.deployment, seed=13)
+    stop = threading.Event()
+    threading.Timer(1.2, stop.set).start()
+    started = time.monotonic()
+    sent = workload.run_for(None, 25, stop=stop)
+    assert time.monotonic() - started < 5
+    assert sent == workload.ops > 0
+    assert_truth_matches_chain(devnet_small, workload.truth())
