@@ -42,7 +42,7 @@ def test_deploy_works_with_automine_off(devnet_factory: Callable[..., Devnet]) -
 def test_register_chain_is_idempotent(devnet: DevnetDeployment) -> None:
     for _ in range(2):
         chain = devnet_register_chain(rpc_url="http://127.0.0.1:1111", chain_id=devnet.chain_id, deployment=devnet)
-    assert Chain.objects.count() == 1
+    assert Chain.objects.filter(chain_id=devnet.chain_id).count() == 1
     assert (chain.confirmations, chain.poll_interval_seconds, chain.is_testnet, chain.name) == (0, 0.5, True, "Devnet")
     assert list(RpcEndpoint.objects.values_list("url", flat=True)) == ["http://127.0.0.1:1111"]
     rows = {row.address: row for row in ContractDeployment.objects.filter(chain=chain)}
@@ -70,7 +70,7 @@ def test_register_chain_is_idempotent(devnet: DevnetDeployment) -> None:
     assert ContractDeployment.objects.filter(chain=chain).count() == 6
     assert not ContractDeployment.objects.filter(address=devnet.reputation).exists()
     assert devnet_deployment_get(chain_id=devnet.chain_id) == moved
-    assert Chain.objects.get().name == "Dev 2"
+    assert Chain.objects.get(chain_id=devnet.chain_id).name == "Dev 2"
 
     with pytest.raises(ValueError, match="chain"):
         devnet_register_chain(rpc_url="http://x", chain_id=1, deployment=devnet)
