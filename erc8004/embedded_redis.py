@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import signal
 import sys
+import threading
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     from fakeredis import TcpFakeServer
 
     server = TcpFakeServer((args.host, args.port), server_type="redis")
-    signal.signal(signal.SIGTERM, lambda *_: server.shutdown())
+    # shutdown() waits for serve_forever() to return, so it must run on another thread.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     sys.stdout.write(f"embedded redis listening on {args.host}:{args.port}\n")
     sys.stdout.flush()
     with contextlib.suppress(KeyboardInterrupt):

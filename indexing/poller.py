@@ -44,7 +44,7 @@ from .models import BlockRecord, Chain, ChainCursor, ChainEvent, ContractDeploym
 from .rpc import RpcClient, RpcError, logs_fetch
 from .signals import events_committed, events_indexed, events_removed
 
-__all__ = ("PollResult", "chain_poll", "rpc_client_for_chain", "worker_identity")
+__all__ = ("PollResult", "chain_poll", "chain_reset", "rpc_client_for_chain", "worker_identity")
 
 logger = logging.getLogger("erc8004.indexing.poller")
 
@@ -234,6 +234,20 @@ def _rewind(*, chain: Chain, cursor: ChainCursor, ancestor: _Ancestor | None) ->
         len(orphaned),
     )
     return orphaned
+
+
+def chain_reset(*, chain_id: int) -> int:
+    """Forget a chain's history, as a reorg back to before its first deployment.
+
+    For a node that was replaced by a new chain (a restarted devnet): every stored
+    event is marked removed through the normal reorg path (projections rebuild,
+    triggers retract), block hashes are dropped, and indexing restarts at the
+    deployments' start block. Returns the number of events removed."""
+    chain = Chain.objects.get(pk=chain_id)
+    cursor, _ = ChainCursor.objects.get_or_create(chain=chain)
+    orphaned = _rewind(chain=chain, cursor=cursor, ancestor=None)
+    BlockRecord.objects.filter(chain=chain).delete()
+    return len(orphaned)
 
 
 #

@@ -123,7 +123,9 @@ class AnvilProcess:
         startup_timeout: float = 15.0,
         keep_log: bool = False,
         die_with_parent: bool = True,
+        port: int = 0,
     ) -> None:
+        self.requested_port = port  # 0: let anvil choose a free one
         self.chain_id = chain_id
         self.block_time = block_time
         self.accounts = accounts
@@ -163,7 +165,7 @@ class AnvilProcess:
     def command(self) -> list[str]:
         """The exact argument list ``start()`` runs."""
         binary = self.binary or anvil_binary_path()
-        args = [str(binary), "--host", "127.0.0.1", "--port", "0"]
+        args = [str(binary), "--host", "127.0.0.1", "--port", str(self.requested_port)]
         if self.chain_id is not None:
             args += ["--chain-id", str(self.chain_id)]
         if self.block_time is not None:

@@ -94,14 +94,14 @@ class Stack:
         return None
 
     def stop(self, timeout: float = 30) -> None:
-        for _name, proc in reversed(self.children):
+        """Newest first, each waited for: producers stop before workers drain, and
+        workers finish (or requeue) before the broker and the chain go away."""
+        for name, proc in reversed(self.children):
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for name, proc in reversed(self.children):
             try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)

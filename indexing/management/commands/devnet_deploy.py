@@ -14,6 +14,8 @@ from indexing.devnet.contracts import (
     devnet_has_code,
     devnet_register_chain,
 )
+from indexing.models import ChainCursor
+from indexing.poller import chain_reset
 
 
 class Command(BaseCommand):
@@ -41,6 +43,12 @@ class Command(BaseCommand):
         else:
             deployment = devnet_deploy(w3=w3, deployer=options["deployer"])
             action = "deployed"
+            # A fresh deployment on a chain id we indexed before means the old chain is
+            # gone (a restarted devnet): forget its history through the reorg path.
+            cursor = ChainCursor.objects.filter(chain_id=chain_id).first()
+            if cursor is not None and cursor.last_block_number is not None:
+                removed = chain_reset(chain_id=chain_id)
+                self.stdout.write(f"the previous devnet chain is gone: {removed} indexed events marked removed")
         chain = devnet_register_chain(
             rpc_url=rpc_url, chain_id=chain_id, deployment=deployment, name=str(options["name"])
         )
