@@ -32,6 +32,7 @@ from typing import Any
 from django.db.models import Count, Max, Q, Sum
 from eth_utils import to_checksum_address
 
+from erc8004.bulk import bulk_insert, bulk_update
 from indexing.models import ChainEvent, ContractDeployment, Registry
 
 from .models import (
@@ -353,10 +354,10 @@ class _Batch:
 
     def flush(self) -> None:
         if self.new_agents:
-            Agent.objects.bulk_create(list(self.new_agents.values()), batch_size=1000)
+            bulk_insert(list(self.new_agents.values()))
         existing_changed = [self.agents[k] for k in self.changed_agents if k not in self.new_agents]
         if existing_changed:
-            Agent.objects.bulk_update(existing_changed, _AGENT_EVENT_FIELDS, batch_size=1000)
+            bulk_update(existing_changed, _AGENT_EVENT_FIELDS)
         self._flush_metadata()
         if self.operators:
             OperatorApproval.objects.bulk_create(
@@ -399,7 +400,7 @@ class _Batch:
                     continue
                 feedback.agent = self.agents[fkey[0]]
                 fresh.append(feedback)
-            Feedback.objects.bulk_create(fresh, batch_size=1000)
+            bulk_insert(fresh)
         by_time: dict[Any, list[FeedbackKey]] = defaultdict(list)
         for fkey, revoked_at in self.revocations:
             by_time[revoked_at].append(fkey)
@@ -415,7 +416,7 @@ class _Batch:
                 target = self.new_feedback.get(fkey)
                 response.feedback_id = target.pk if target is not None and target.pk else known.get(fkey)
                 rows.append(response)
-            FeedbackResponse.objects.bulk_create(rows, batch_size=1000)
+            bulk_insert(rows)
 
     def _feedback_q(self, fkeys: list[FeedbackKey]) -> Q:
         q = Q()
@@ -455,9 +456,9 @@ class _Batch:
             elif slot in self.validations_changed:
                 changed.append(validation)
         if new:
-            Validation.objects.bulk_create(new, batch_size=1000)
+            bulk_insert(new)
         if changed:
-            Validation.objects.bulk_update(
+            bulk_update(
                 changed,
                 (
                     "validator_address",
@@ -474,7 +475,6 @@ class _Batch:
                     "requested_at",
                     "responded_at",
                 ),
-                batch_size=1000,
             )
 
 
@@ -512,10 +512,9 @@ def agent_aggregates_refresh(*, agent_pks: list[int]) -> None:
         agent.validation_average = (
             (Decimal(v["total"]) / v["count"]).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN) if v else None
         )
-    Agent.objects.bulk_update(
+    bulk_update(
         agents,
         ("feedback_count", "feedback_average", "feedback_clients", "validation_count", "validation_average"),
-        batch_size=1000,
     )
     AgentTagStat.objects.filter(agent_id__in=agent_pks).delete()
     stats = [
@@ -530,7 +529,7 @@ def agent_aggregates_refresh(*, agent_pks: list[int]) -> None:
         .values("agent_id", "tag1_hash")
         .annotate(count=Count("id"), total=Sum("value_normalized"), tag1=Max("tag1"))
     ]
-    AgentTagStat.objects.bulk_create(stats, batch_size=1000)
+    bulk_insert(stats)
 
 
 def projection_apply(*, chain_id: int, events: list[ChainEvent]) -> None:

@@ -38,6 +38,7 @@ from django.db.models import Min, Q
 from django.utils import timezone
 
 from erc8004 import metrics
+from erc8004.bulk import bulk_insert
 
 from .decoding import DecodedLog, LogDecodeError, known_topics, log_decode
 from .models import BlockRecord, Chain, ChainCursor, ChainEvent, ContractDeployment, RpcEndpoint, UnknownLog
@@ -325,7 +326,7 @@ def _commit_range(
             for r in rows
             if (r.block_hash, r.log_index) in existing and existing[(r.block_hash, r.log_index)][1]
         ]
-        created = ChainEvent.objects.bulk_create(new_rows, batch_size=1000)
+        created = bulk_insert(new_rows)
         restored: list[ChainEvent] = []
         if restored_ids:
             ChainEvent.objects.filter(pk__in=restored_ids).update(removed=False, removed_at=None)
@@ -530,5 +531,10 @@ def _fetch_logs_bounded(
         logs.extend(chunk)
         block = window_end + 1
         if len(logs) >= max_events:
-            return logs, span, window_end
+            # Cut at a block boundary: the rest is fetched by the next batch.
+            last_block = int(logs[max_events - 1]["blockNumber"], 16)
+            kept = [log for log in logs if int(log["blockNumber"], 16) < last_block]
+            if kept:
+                return kept, span, last_block - 1
+            return logs, span, window_end  # one block holds more than a batch: keep it whole
     return logs, span, end

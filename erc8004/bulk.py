@@ -1,0 +1,104 @@
+"""Bulk writes for the hot paths (indexing batches, projections).
+
+Django's ``bulk_create`` prepares every value of every row through the field API and
+``bulk_update`` builds one ``CASE WHEN`` per row and field; on a batch of 5,000
+events that was most of the indexer's time (bench/ingest.py, docs/benchmarks.md).
+On PostgreSQL these helpers send the same rows with psycopg2's ``execute_values``:
+``INSERT … RETURNING id`` and ``UPDATE … FROM (VALUES …)``. Values are taken from
+the model instances as they are (the models' own types: int, str, Decimal, aware
+datetime, JSON via ``Json``), so the result is the same rows Django would write.
+
+On other databases (the embedded SQLite default) they fall back to the ORM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.db import connection, models
+from psycopg2.extras import Json, execute_values
+
+__all__ = ("bulk_insert", "bulk_update")
+
+
+def _is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _concrete_fields(model: type[models.Model], exclude_pk: bool = True) -> list[models.Field]:
+    return [f for f in model._meta.concrete_fields if not (exclude_pk and f.primary_key)]
+
+
+def _value(field: models.Field, obj: models.Model) -> Any:
+    value = getattr(obj, field.attname)
+    if isinstance(field, models.JSONField):
+        return None if value is None and field.null else Json(value)
+    return value
+
+
+def _prepare(objs: Iterable[models.Model]) -> None:
+    """Fill defaults and FK ids the way ``Model.save`` would (e.g. auto_now_add)."""
+    for obj in objs:
+        for field in obj._meta.concrete_fields:
+            if getattr(field, "auto_now_add", False) or getattr(field, "auto_now", False):
+                if getattr(obj, field.attname) is None:
+                    setattr(obj, field.attname, field.pre_save(obj, add=True))
+            elif field.is_relation and getattr(obj, field.attname) is None:
+                related = getattr(obj, field.name, None)
+                if related is not None and related.pk is not None:
+                    setattr(obj, field.attname, related.pk)
+
+
+def bulk_insert(objs: Sequence[models.Model], *, page_size: int = 1000) -> list[models.Model]:
+    """Insert rows and set their primary keys (like ``bulk_create``, faster on PostgreSQL)."""
+    if not objs:
+        return list(objs)
+    model = type(objs[0])
+    if not _is_postgres():
+        return model.objects.bulk_create(objs, batch_size=page_size)
+    _prepare(objs)
+    fields = _concrete_fields(model)
+    table = model._meta.db_table
+    pk = model._meta.pk.column
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    sql = f"INSERT INTO {table} ({columns}) VALUES %s RETURNING {pk}"  # noqa: S608 - names from the model
+    rows = [tuple(_value(f, obj) for f in fields) for obj in objs]
+    with connection.cursor() as cursor:
+        ids = execute_values(cursor.cursor, sql, rows, page_size=page_size, fetch=True)
+    for obj, (pk_value,) in zip(objs, ids, strict=True):
+        obj.pk = pk_value
+        obj._state.adding = False
+        obj._state.db = connection.alias
+    return list(objs)
+
+
+def bulk_update(objs: Sequence[models.Model], fields: Sequence[str], *, page_size: int = 1000) -> None:
+    """Write ``fields`` of existing rows by primary key (like ``bulk_update``)."""
+    if not objs:
+        return
+    model = type(objs[0])
+    if not _is_postgres():
+        model.objects.bulk_update(objs, fields, batch_size=page_size)
+        return
+    meta = model._meta
+    chosen = [meta.get_field(name) for name in fields]
+    for field in chosen:
+        if getattr(field, "auto_now", False):
+            for obj in objs:
+                setattr(obj, field.attname, field.pre_save(obj, add=False))
+    table = meta.db_table
+    pk = meta.pk
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in chosen)
+    names = ", ".join([quote(pk.column), *(quote(f.column) for f in chosen)])
+    # The first row carries explicit casts so PostgreSQL types NULLs and literals right.
+    casts = [pk.db_type(connection), *(f.db_type(connection) for f in chosen)]
+    template = "(" + ", ".join(f"%s::{cast}" for cast in casts) + ")"
+    sql = (
+        f"UPDATE {table} AS t SET {assignments} FROM (VALUES %s) AS v({names}) "  # noqa: S608 - names from the model
+        f"WHERE t.{quote(pk.column)} = v.{quote(pk.column)}"
+    )
+    rows = [(obj.pk, *(_value(f, obj) for f in chosen)) for obj in objs]
+    with connection.cursor() as cursor:
+        execute_values(cursor.cursor, sql, rows, template=template, page_size=page_size)
