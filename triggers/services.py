@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from actions.models import Delivery, Destination
-from actions.services import delivery_create, delivery_retract, payload_build
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from actions.models import Delivery, Destination
+from actions.services import delivery_create, delivery_retract, payload_build
 from agents.selectors import agent_views_for_events
 from erc8004 import metrics
 from indexing.models import ChainCursor, ChainEvent, Registry
@@ -35,13 +35,16 @@ from .conditions import EVENT_TYPES, Condition, EvaluationContext, InvalidCondit
 from .models import EventEvaluation, Match, PendingConfirmation, Trigger, TriggerAction, TriggerKey, TriggerState
 
 __all__ = (
+    "ActionSpec",
     "DryRunResult",
     "evaluation_context_build",
     "events_evaluate",
     "events_retract",
     "pending_confirmations_process",
+    "trigger_create",
     "trigger_dry_run",
     "trigger_keys_rebuild",
+    "trigger_update",
     "trigger_validate",
     "triggers_sweep",
 )
@@ -101,6 +104,125 @@ def trigger_validate(
         raise ValidationError(errors)
     assert condition is not None
     return condition
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One action of a trigger: where to send, and the template to render."""
+
+    destination: Destination
+    template: str = ""
+    enabled: bool = True
+
+
+_POLICY_FIELDS = (
+    "description",
+    "enabled",
+    "cooldown_seconds",
+    "max_fires",
+    "max_fires_window_seconds",
+    "fire_on_backfill",
+    "confirmation_mode",
+    "confirmations",
+)
+
+
+def _actions_validate(organization_id: int, actions: list[ActionSpec]) -> None:
+    errors = []
+    for i, action in enumerate(actions):
+        if action.destination.organization_id != organization_id:
+            errors.append(f"actions[{i}].destination: no such destination")
+        if len(action.template) > 8000:
+            errors.append(f"actions[{i}].template: at most 8000 characters")
+    if errors:
+        raise ValidationError({"actions": errors})
+
+
+@transaction.atomic
+def trigger_create(
+    *,
+    organization,
+    name: str,
+    chain_ids: list[int] | None = None,
+    registries: list[str] | None = None,
+    event_types: list[str] | None = None,
+    conditions: Any = None,
+    actions: list[ActionSpec] | None = None,
+    created_by=None,
+    **policy: Any,
+) -> Trigger:
+    """Create a working trigger — conditions and actions validated together, in one
+    transaction (the seed's API silently dropped nested actions; this never does)."""
+    unknown = set(policy) - set(_POLICY_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown trigger fields: {sorted(unknown)}")
+    trigger = Trigger(
+        organization=organization,
+        name=name,
+        chain_ids=chain_ids or [],
+        registries=registries or [],
+        event_types=event_types or [],
+        conditions=conditions or {},
+        created_by=created_by,
+        **policy,
+    )
+    trigger_validate(
+        chain_ids=trigger.chain_ids,
+        registries=trigger.registries,
+        event_types=trigger.event_types,
+        conditions=trigger.conditions,
+        confirmation_mode=trigger.confirmation_mode,
+        confirmations=trigger.confirmations,
+    )
+    actions = actions or []
+    _actions_validate(organization.pk, actions)
+    trigger.full_clean(exclude=("conditions", "chain_ids", "registries", "event_types", "recent_fires"))
+    trigger.save()
+    TriggerAction.objects.bulk_create(
+        [
+            TriggerAction(
+                trigger=trigger, destination=a.destination, template=a.template, enabled=a.enabled, position=i
+            )
+            for i, a in enumerate(actions)
+        ]
+    )
+    trigger_keys_rebuild(trigger=trigger)
+    return trigger
+
+
+@transaction.atomic
+def trigger_update(*, trigger: Trigger, actions: list[ActionSpec] | None = None, **fields: Any) -> Trigger:
+    """Change a trigger (and replace its actions when given); same validation as create."""
+    allowed = {"name", "chain_ids", "registries", "event_types", "conditions", *_POLICY_FIELDS}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise TypeError(f"unknown trigger fields: {sorted(unknown)}")
+    trigger = Trigger.objects.select_for_update().get(pk=trigger.pk)
+    for name, value in fields.items():
+        setattr(trigger, name, value)
+    trigger_validate(
+        chain_ids=trigger.chain_ids,
+        registries=trigger.registries,
+        event_types=trigger.event_types,
+        conditions=trigger.conditions,
+        confirmation_mode=trigger.confirmation_mode,
+        confirmations=trigger.confirmations,
+    )
+    trigger.full_clean(exclude=("conditions", "chain_ids", "registries", "event_types", "recent_fires"))
+    trigger.save()
+    if actions is not None:
+        _actions_validate(trigger.organization_id, actions)
+        trigger.actions.all().delete()
+        TriggerAction.objects.bulk_create(
+            [
+                TriggerAction(
+                    trigger=trigger, destination=a.destination, template=a.template, enabled=a.enabled, position=i
+                )
+                for i, a in enumerate(actions)
+            ]
+        )
+    trigger_keys_rebuild(trigger=trigger)
+    return trigger
 
 
 def _top_level_leaves(condition: Condition, kind: str) -> list[Condition]:

@@ -57,11 +57,15 @@ def test_production_refuses_to_start_without_keys():
         "PATH": "/usr/bin:/bin",
     }
     code = "import erc8004.settings"
-    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=settings.BASE_DIR, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=settings.BASE_DIR, capture_output=True, text=True
+    )
     assert result.returncode != 0
     assert "SECRETS_ENCRYPTION_KEYS" in result.stderr
     env["SECRETS_ENCRYPTION_KEYS"] = Fernet.generate_key().decode()
-    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=settings.BASE_DIR, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=settings.BASE_DIR, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -89,7 +93,11 @@ def test_encrypted_field_stores_ciphertext():
 
     org = Organization.objects.create(name="Acme", slug="acme")
     destination = Destination.objects.create(
-        organization=org, name="hook", channel="webhook", config={"url": "https://example.com"}, secret="plain-value-1234"
+        organization=org,
+        name="hook",
+        channel="webhook",
+        config={"url": "https://example.com"},
+        secret="plain-value-1234",
     )
     with connection.cursor() as cursor:
         cursor.execute("SELECT secret FROM actions_destination WHERE id = %s", [destination.pk])
