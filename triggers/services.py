@@ -29,6 +29,7 @@ from actions.models import Delivery, Destination
 from actions.services import delivery_create, delivery_retract, payload_build
 from agents.selectors import agent_views_for_events
 from erc8004 import metrics
+from erc8004.models import Organization
 from indexing.models import ChainCursor, ChainEvent, Registry
 
 from .conditions import EVENT_TYPES, Condition, EvaluationContext, InvalidCondition, condition_parse, event_view
@@ -344,6 +345,23 @@ def _claim(event_ids: list[int], phase: str) -> set[int]:
         return {row[0] for row in cursor.fetchall()}
 
 
+# Trigger rows change rarely and are read for every event: a worker keeps them, and
+# re-reads one only when its updated_at moved (checked with a cheap tuple query).
+_TRIGGERS: dict[int, Trigger] = {}
+
+
+def _triggers_load(ids: set[int]) -> dict[int, Trigger]:
+    current = dict(Trigger.objects.filter(pk__in=ids, enabled=True).values_list("pk", "updated_at"))
+    stale = [pk for pk, updated_at in current.items() if pk not in _TRIGGERS or _TRIGGERS[pk].updated_at != updated_at]
+    if stale:
+        for trigger in Trigger.objects.filter(pk__in=stale):
+            _TRIGGERS[trigger.pk] = trigger
+    if len(_TRIGGERS) > 200_000:  # bound memory if triggers churn
+        _TRIGGERS.clear()
+        return {t.pk: t for t in Trigger.objects.filter(pk__in=current)}
+    return {pk: _TRIGGERS[pk] for pk in current}
+
+
 def _candidates(events: list[ChainEvent]) -> dict[int, list[Trigger]]:
     chains = {e.chain_id for e in events}
     types = {e.event_type for e in events}
@@ -358,12 +376,7 @@ def _candidates(events: list[ChainEvent]) -> dict[int, list[Trigger]]:
         index[(chain_id, event_type, None if agent_id is None else int(agent_id))].add(trigger_id)
     if not index:
         return {}
-    triggers = {
-        t.pk: t
-        for t in Trigger.objects.filter(pk__in={tid for ids in index.values() for tid in ids}, enabled=True)
-        .select_related("organization")
-        .order_by("pk")
-    }
+    triggers = _triggers_load({tid for ids in index.values() for tid in ids})
     out: dict[int, list[Trigger]] = {}
     for event in events:
         agent = None if event.agent_id is None else int(event.agent_id)
@@ -378,9 +391,11 @@ def _candidates(events: list[ChainEvent]) -> dict[int, list[Trigger]]:
     return out
 
 
-def _prefilter(trigger: Trigger, event: ChainEvent) -> bool:
+def _prefilter(trigger: Trigger, event: ChainEvent, paused: set[int] | None = None) -> bool:
     """Cheap checks before conditions: organization pause, backfill, filters."""
-    if trigger.organization.paused:
+    if paused is None:
+        paused = set(Organization.objects.filter(pk=trigger.organization_id, paused=True).values_list("pk", flat=True))
+    if trigger.organization_id in paused:
         return False
     if event.is_backfill and not trigger.fire_on_backfill:
         return False
@@ -465,9 +480,10 @@ def _evaluate_one(
     agent: dict[str, Any] | None,
     now: datetime,
     action_cache: dict,
+    view: dict[str, Any] | None = None,
 ) -> Match | None:
     condition = _condition_for(trigger)
-    view = event_view(event)
+    view = view if view is not None else event_view(event)
     ctx = EvaluationContext(agent=agent, now_timestamp=event.block_timestamp.timestamp())
     states: dict[str, TriggerState] = {}
     if condition.stateful:
@@ -539,10 +555,13 @@ def events_evaluate(*, event_ids: list[int]) -> EvaluationReport:
         agents = agent_views_for_events([e for e in events if e.pk in candidates])
         action_cache: dict = {}
         match_counts: dict[int, int] = defaultdict(int)
+        paused = set(Organization.objects.filter(paused=True).values_list("pk", flat=True))
         for event in events:
+            view = None
             for trigger in candidates.get(event.pk, ()):
-                if not _prefilter(trigger, event):
+                if not _prefilter(trigger, event, paused):
                     continue
+                view = view or event_view(event)
                 report.candidates += 1
                 if not _confirmed_enough(trigger, event, heads):
                     PendingConfirmation.objects.get_or_create(
@@ -551,7 +570,12 @@ def events_evaluate(*, event_ids: list[int]) -> EvaluationReport:
                     report.deferred += 1
                     continue
                 match = _evaluate_one(
-                    trigger=trigger, event=event, agent=agents.get(event.pk), now=now, action_cache=action_cache
+                    trigger=trigger,
+                    event=event,
+                    agent=agents.get(event.pk),
+                    now=now,
+                    action_cache=action_cache,
+                    view=view,
                 )
                 if match is not None:
                     match_counts[event.pk] += 1
@@ -596,7 +620,7 @@ def pending_confirmations_process(*, limit: int = 500) -> int:
     with transaction.atomic():
         rows = list(
             PendingConfirmation.objects.select_for_update(skip_locked=True)
-            .select_related("trigger__organization", "event__chain")
+            .select_related("trigger", "event__chain")
             .order_by("due_block")[:limit]
         )
         action_cache: dict = {}
