@@ -236,6 +236,22 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ("rest_framework.permissions.IsAuthenticatedOrReadOnly",),
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 50,
+    # One error body everywhere (erc8004/api.py, docs/api.md): status, code, detail,
+    # field errors for 400s, retry_after for 429s.
+    "EXCEPTION_HANDLER": "erc8004.api.api_exception_handler",
+    # The public read API (agents, feedback, chains, events) is anonymous; throttles keep
+    # one client from starving the others. Counters live in the shared Redis cache, so
+    # the limit holds across gunicorn workers and hosts (DRF throttles are a fairness
+    # tool, not a security boundary — reference/stack.md §4.4).
+    "DEFAULT_THROTTLE_RATES": {
+        # 20 requests/s sustained per IP: an explorer page makes a handful of calls.
+        "public_read_anon": env.str("API_THROTTLE_ANON", default="1200/min"),
+        # Signed-in clients (operators' own tools) get five times that.
+        "public_read_user": env.str("API_THROTTLE_USER", default="6000/min"),
+    },
+    # Proxies in front of the app that append to X-Forwarded-For (0 = direct); set it, or
+    # every client behind a load balancer shares the balancer's throttle bucket.
+    "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "erc8004 API",

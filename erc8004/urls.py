@@ -10,5 +10,6 @@ urlpatterns = [
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("api/v1/", include("indexing.urls")),
+    path("api/v1/", include("agents.urls")),
     path("", include("django_prometheus.urls")),
 ]
