@@ -10,6 +10,13 @@ time instead of being pushed as gauges.
 from prometheus_client import Counter, Histogram
 
 __all__ = (
+    "BREAKER_TRANSITIONS",
+    "DELIVERIES",
+    "DELIVERY_ATTEMPTS",
+    "DELIVERY_BACKPRESSURE",
+    "DELIVERY_DEAD_LETTERS",
+    "DELIVERY_LATENCY",
+    "DELIVERY_RATE_LIMITED",
     "EVENTS_INGESTED",
     "POLLS",
     "REORGS",
@@ -29,4 +36,35 @@ UNKNOWN_LOGS = Counter("erc8004_unknown_logs_total", "Registry logs that could n
 REORGS = Counter("erc8004_reorgs_total", "Chain reorganisations detected", ["chain"])
 REORG_DEPTH = Histogram(
     "erc8004_reorg_depth_blocks", "Blocks rewound per reorg", ["chain"], buckets=(1, 2, 3, 5, 8, 13, 21, 64, 128)
+)
+
+# Actions (actions/services.py). "channel" is telegram | webhook | mcp.
+DELIVERIES = Counter(
+    "erc8004_deliveries_total",
+    "Deliveries reaching a status: created, succeeded, retrying, dead, cancelled, replayed",
+    ["channel", "status"],
+)
+DELIVERY_ATTEMPTS = Counter(
+    "erc8004_delivery_attempts_total", "Send attempts by outcome (success | failure)", ["channel", "outcome"]
+)
+DELIVERY_DEAD_LETTERS = Counter(
+    "erc8004_delivery_dead_letters_total", "Deliveries dead-lettered, by reason", ["channel", "reason"]
+)
+DELIVERY_LATENCY = Histogram(
+    "erc8004_delivery_latency_seconds",
+    "Block timestamp of the event to the receiver's success response (first success only)",
+    ["channel"],
+    buckets=(0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60, 120, 300, 900, 3600, 21600),
+)
+DELIVERY_RATE_LIMITED = Counter(
+    "erc8004_delivery_rate_limited_total",
+    "Sends deferred by a rate limit before sending (not attempts): scope = chat | bot | destination | receiver",
+    ["channel", "scope"],
+)
+DELIVERY_BACKPRESSURE = Counter(
+    "erc8004_delivery_backpressure_total",
+    "Dispatcher ticks that left due rows in the database because the actions queue was full",
+)
+BREAKER_TRANSITIONS = Counter(
+    "erc8004_breaker_transitions_total", "Destination circuit-breaker transitions", ["channel", "to_state"]
 )

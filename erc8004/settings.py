@@ -204,6 +204,92 @@ DEVNET_CHAIN_ID = env.int("DEVNET_CHAIN_ID", default=31337)
 #
 
 OUTBOUND_ALLOWLIST = env.list("OUTBOUND_ALLOWLIST", default=[])
+# Extra CA bundle for receivers behind a private CA (PEM file); empty = the system store.
+OUTBOUND_CA_FILE = env.str("OUTBOUND_CA_FILE", default="")
+
+#
+# Secrets at rest (erc8004/crypto.py): comma-separated Fernet keys, the first encrypts,
+# all decrypt. Empty outside production = one key derived from DJANGO_SECRET_KEY.
+#
+
+SECRETS_ENCRYPTION_KEYS = env.list("SECRETS_ENCRYPTION_KEYS", default=[])
+
+#
+# Actions: destinations, the delivery outbox and its engine (docs/actions.md)
+#
+
+# Retry ladder in seconds: the wait before retry n (jittered ±20%). 5 s absorbs a
+# blip, minutes ride out a deploy, hours an outage; the sum (~10.7 h) is how long a
+# receiver may be down before a delivery is dead-lettered (replayable from the admin).
+# Longer waits than a few minutes never become Celery countdowns (visibility timeout):
+# the row waits in PostgreSQL and the dispatcher enqueues it when due.
+ACTIONS_RETRY_LADDER = [
+    float(s)
+    for s in env.list("ACTIONS_RETRY_LADDER", default=["5", "30", "120", "600", "1800", "3600", "10800", "21600"])
+]
+# The Celery queue sends are published to (the one CELERY_TASK_ROUTES gives actions.*).
+ACTIONS_QUEUE = env.str("ACTIONS_QUEUE", default="actions")
+# Backpressure: the dispatcher never lets the `actions` Redis list grow past this many
+# messages; everything else waits as rows. 2,000 is several seconds of work for a
+# worker pool (≥300 deliveries/s measured) and small enough for Redis never to matter.
+ACTIONS_QUEUE_LIMIT = env.int("ACTIONS_QUEUE_LIMIT", default=2000)
+# Rows one dispatcher transaction locks and enqueues; keeps the transaction short.
+ACTIONS_DISPATCH_BATCH = env.int("ACTIONS_DISPATCH_BATCH", default=500)
+# An enqueued row is not enqueued again for this long: the message is presumed lost
+# (Redis restart, worker killed before ack) only after it. Longer than a full queue
+# takes to drain (ACTIONS_QUEUE_LIMIT / throughput ≈ 7 s), so no duplicate messages.
+ACTIONS_DISPATCH_GRACE_SECONDS = env.float("ACTIONS_DISPATCH_GRACE_SECONDS", default=60.0)
+# The dispatcher runs every second: deliveries due now are sent within ~1 s even when
+# their fast-path message was lost or held back by backpressure.
+ACTIONS_DISPATCH_INTERVAL = env.float("ACTIONS_DISPATCH_INTERVAL", default=1.0)
+# The sweeper (leases of crashed senders) is cheap; 10 s bounds how late it notices.
+ACTIONS_SWEEP_INTERVAL = env.float("ACTIONS_SWEEP_INTERVAL", default=10.0)
+# A sending lease lasts the destination's timeout + the longest rate-limit wait + this
+# margin (DB writes, scheduling). Only a crashed sender's lease ever runs out.
+ACTIONS_LEASE_MARGIN_SECONDS = env.float("ACTIONS_LEASE_MARGIN_SECONDS", default=30.0)
+# Per-destination request timeout: default and ceiling (the ceiling keeps a send well
+# under the task time limits below and the lease above).
+ACTIONS_DEFAULT_TIMEOUT = env.float("ACTIONS_DEFAULT_TIMEOUT", default=10.0)
+ACTIONS_MAX_TIMEOUT = env.float("ACTIONS_MAX_TIMEOUT", default=60.0)
+# A sender waits in-process for a rate-limit slot at most this long; a later slot is
+# not reserved and the row is rescheduled instead (no attempt spent, thread freed).
+ACTIONS_RATE_LIMIT_MAX_WAIT = env.float("ACTIONS_RATE_LIMIT_MAX_WAIT", default=2.0)
+# A receiver's Retry-After is honoured up to this many seconds (a hostile or broken
+# "retry after a year" must not park a delivery forever).
+ACTIONS_RETRY_AFTER_MAX = env.float("ACTIONS_RETRY_AFTER_MAX", default=6 * 3600.0)
+# Bytes of a receiver's response read and kept: enough for an error message or a
+# Telegram result, never a whole page.
+ACTIONS_RESPONSE_MAX_BYTES = env.int("ACTIONS_RESPONSE_MAX_BYTES", default=65536)
+# Webhook signing-key rotation: the previous key keeps signing (second signature)
+# this long, so receivers can switch keys without a gap.
+ACTIONS_WEBHOOK_SECRET_OVERLAP_SECONDS = env.int("ACTIONS_WEBHOOK_SECRET_OVERLAP_SECONDS", default=24 * 3600)
+# Telegram Bot API. The token may also be set per destination (its secret).
+TELEGRAM_API_BASE_URL = env.str("TELEGRAM_API_BASE_URL", default="https://api.telegram.org")
+TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
+# Telegram's published flood limits (Bot FAQ): ~30 messages/s per bot, ~1/s per chat,
+# ~20/min per group. Shared by all workers through Redis token buckets.
+TELEGRAM_GLOBAL_PER_SECOND = env.float("TELEGRAM_GLOBAL_PER_SECOND", default=30.0)
+TELEGRAM_PER_CHAT_PER_SECOND = env.float("TELEGRAM_PER_CHAT_PER_SECOND", default=1.0)
+TELEGRAM_GROUP_PER_MINUTE = env.float("TELEGRAM_GROUP_PER_MINUTE", default=20.0)
+# MCP: "legacy" = the initialize handshake + Mcp-Session-Id every current server
+# speaks; "auto" = the SDK probes server/discover (2026-07-28 protocol) first.
+MCP_CONNECT_MODE = env.str("MCP_CONNECT_MODE", default="legacy")
+# Celery time limits of one send: above the ceiling timeout + the rate-limit wait,
+# below the lease (a prefork child stuck past it is killed; the thread pool relies on
+# the outbound total time cap instead).
+ACTIONS_SEND_SOFT_TIME_LIMIT = ACTIONS_MAX_TIMEOUT + ACTIONS_RATE_LIMIT_MAX_WAIT + 10
+ACTIONS_SEND_TIME_LIMIT = ACTIONS_SEND_SOFT_TIME_LIMIT + 10
+
+CELERY_BEAT_SCHEDULE["actions-dispatch-deliveries"] = {
+    "task": "actions.tasks.dispatch_deliveries",
+    "schedule": ACTIONS_DISPATCH_INTERVAL,
+    "options": {"expires": max(5.0, 5 * ACTIONS_DISPATCH_INTERVAL)},
+}
+CELERY_BEAT_SCHEDULE["actions-sweep-deliveries"] = {
+    "task": "actions.tasks.sweep_deliveries",
+    "schedule": ACTIONS_SWEEP_INTERVAL,
+    "options": {"expires": 2 * ACTIONS_SWEEP_INTERVAL},
+}
 
 #
 # Auth, i18n, static
@@ -275,7 +361,13 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # httpx2/httpcore2 log every request URL at INFO/DEBUG; a Telegram URL carries
+        # the bot token in its path, so these stay at WARNING whatever LOG_LEVEL says.
+        "httpx2": {"level": "WARNING"},
+        "httpcore2": {"level": "WARNING"},
+    },
 }
 
 #
@@ -287,3 +379,7 @@ if ENVIRONMENT == "production":
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set to a random value of 32+ characters in production")
     if DEBUG:
         raise ImproperlyConfigured("DJANGO_DEBUG must be off in production")
+    if not SECRETS_ENCRYPTION_KEYS:
+        raise ImproperlyConfigured(
+            "SECRETS_ENCRYPTION_KEYS must be set in production (comma-separated Fernet keys; the first encrypts)"
+        )

@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 
-pytest_plugins = ("tests.fixtures.devnet", "tests.fixtures.worker", "tests.fixtures.rpc_proxy")
+pytest_plugins = (
+    "tests.fixtures.devnet",
+    "tests.fixtures.worker",
+    "tests.fixtures.rpc_proxy",
+    "tests.fixtures.receivers",
+)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,0 +1,892 @@
+"""The delivery engine: destinations, payloads, the outbox and everything around an attempt.
+
+Life of a delivery (docs/actions.md has the diagram)::
+
+    delivery_create ──► pending ──claim──► sending ──► succeeded
+                          ▲  ▲               │  └────► retrying ──(due)──► sending …
+                          │  └─ not an attempt: rate limit / breaker open / waiting on
+                          │     the original of a retraction (row released, rescheduled)
+                          │                  └───────► dead ──delivery_replay──► pending
+                          └─ delivery_cancel / delivery_retract ──► cancelled
+
+Rules that make it safe:
+
+* **Outbox first.** ``delivery_create`` writes the row in the caller's transaction;
+  the Redis message is published only after commit, and only if the ``actions``
+  queue has room (``ACTIONS_QUEUE_LIMIT``). Otherwise the row simply waits: the
+  dispatcher (beat, every second) publishes due rows up to the queue's free
+  capacity — backpressure, never loss — and republishes a row whose message was
+  lost after ``ACTIONS_DISPATCH_GRACE_SECONDS``.
+* **One sender at a time.** ``delivery_send`` claims the row with a conditional
+  UPDATE (waiting, due, same attempt count → sending + lease). Duplicate messages,
+  re-run tasks and a racing dispatcher all lose the claim and do nothing. A row
+  that already succeeded is never claimed again.
+* **Fenced results.** The attempt number is the fencing token: a sender whose lease
+  expired (and whose row the sweeper handed to someone else) cannot overwrite the
+  newer state; a late *success* still counts if nobody re-claimed the row.
+* **Long waits live in rows.** Retry delays (up to hours) are ``next_attempt_at``
+  values; no Celery countdown ever outlives the broker's visibility timeout.
+* **The breaker sees delivery failures** (not trigger evaluation, unlike the seed):
+  consecutive failures open it, the cooldown lets one probe through (half-open), the
+  probe's outcome closes or re-opens it. While it is open, rows wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from erc8004 import metrics
+from erc8004.models import Organization
+from erc8004.queues import queue_depth
+
+from .channels import ChannelResult, channel_module
+from .models import (
+    WAITING_STATUSES,
+    Attempt,
+    AttemptOutcome,
+    BreakerState,
+    Channel,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Destination,
+)
+from .ratelimit import Bucket, bucket_key, rate_block, rate_reserve
+
+__all__ = (
+    "RetractOutcome",
+    "breaker_reset",
+    "deliveries_dispatch_due",
+    "deliveries_sweep",
+    "delivery_cancel",
+    "delivery_create",
+    "delivery_replay",
+    "delivery_retract",
+    "delivery_send",
+    "destination_create",
+    "destination_secret_rotate",
+    "destination_secret_set",
+    "destination_test",
+    "destination_update",
+    "payload_build",
+)
+
+logger = logging.getLogger("actions.services")
+
+SEND_TASK = "actions.tasks.send_delivery"
+_UNSET: Any = object()
+
+
+#
+# Destinations
+#
+
+
+def destination_create(
+    *,
+    organization: Organization,
+    name: str,
+    channel: str,
+    config: dict[str, Any],
+    secret: str | None = None,
+    enabled: bool = True,
+    rate_limit_per_minute: int | None = None,
+    failure_threshold: int = 5,
+    cooldown_seconds: int = 60,
+) -> Destination:
+    """Validate ``config`` for ``channel`` and create the destination.
+
+    Webhook destinations without a ``secret`` get a generated ``whsec_…`` signing
+    secret: read it once from ``destination.secret.reveal()`` to show the user."""
+    if channel not in Channel.values:
+        raise ValidationError({"channel": f"one of {', '.join(Channel.values)}"})
+    module = channel_module(channel)
+    if channel == Channel.WEBHOOK and not secret:
+        secret = module.webhook_secret_generate()
+    clean = module.config_clean(config, secret=secret or None)
+    _validate_limits(
+        rate_limit_per_minute=rate_limit_per_minute,
+        failure_threshold=failure_threshold,
+        cooldown_seconds=cooldown_seconds,
+    )
+    destination = Destination(
+        organization=organization,
+        name=name.strip(),
+        channel=channel,
+        config=clean,
+        secret=secret or None,
+        enabled=enabled,
+        rate_limit_per_minute=rate_limit_per_minute,
+        failure_threshold=failure_threshold,
+        cooldown_seconds=cooldown_seconds,
+    )
+    if not destination.name:
+        raise ValidationError({"name": "required"})
+    try:
+        with transaction.atomic():
+            destination.save()
+    except IntegrityError:
+        raise ValidationError({"name": "this organization already has a destination with this name"}) from None
+    return destination
+
+
+def destination_update(
+    *,
+    destination: Destination,
+    name: str = _UNSET,
+    config: dict[str, Any] = _UNSET,
+    enabled: bool = _UNSET,
+    rate_limit_per_minute: int | None = _UNSET,
+    failure_threshold: int = _UNSET,
+    cooldown_seconds: int = _UNSET,
+) -> Destination:
+    """Change what was given; the channel is fixed (create another destination).
+    Already-created deliveries keep their frozen payloads."""
+    fields: list[str] = []
+    if config is not _UNSET:
+        secret = destination.secret.reveal() if destination.secret else None
+        destination.config = channel_module(destination.channel).config_clean(config, secret=secret)
+        fields.append("config")
+    if name is not _UNSET:
+        if not name.strip():
+            raise ValidationError({"name": "required"})
+        destination.name = name.strip()
+        fields.append("name")
+    if enabled is not _UNSET:
+        destination.enabled = bool(enabled)
+        fields.append("enabled")
+    for field, value in (
+        ("rate_limit_per_minute", rate_limit_per_minute),
+        ("failure_threshold", failure_threshold),
+        ("cooldown_seconds", cooldown_seconds),
+    ):
+        if value is not _UNSET:
+            setattr(destination, field, value)
+            fields.append(field)
+    _validate_limits(
+        rate_limit_per_minute=destination.rate_limit_per_minute,
+        failure_threshold=destination.failure_threshold,
+        cooldown_seconds=destination.cooldown_seconds,
+    )
+    if fields:
+        try:
+            with transaction.atomic():
+                destination.save(update_fields=[*fields, "updated_at"])
+        except IntegrityError:
+            raise ValidationError({"name": "this organization already has a destination with this name"}) from None
+    return destination
+
+
+def _validate_limits(*, rate_limit_per_minute: int | None, failure_threshold: int, cooldown_seconds: int) -> None:
+    errors = {}
+    if rate_limit_per_minute is not None and not 1 <= rate_limit_per_minute <= 60_000:
+        errors["rate_limit_per_minute"] = "between 1 and 60000, or empty for no limit"
+    if not 1 <= failure_threshold <= 1000:
+        errors["failure_threshold"] = "between 1 and 1000"
+    if not 1 <= cooldown_seconds <= 86400:
+        errors["cooldown_seconds"] = "between 1 and 86400"
+    if errors:
+        raise ValidationError(errors)
+
+
+def destination_secret_set(
+    *, destination: Destination, secret: str | None, keep_previous_seconds: int | None = None
+) -> Destination:
+    """The write path for secrets (they are never read back through the API).
+
+    For webhooks the outgoing key keeps signing, as a second signature, for
+    ``keep_previous_seconds`` (default ``ACTIONS_WEBHOOK_SECRET_OVERLAP_SECONDS``) so
+    receivers can switch keys without rejecting anything."""
+    module = channel_module(destination.channel)
+    if destination.channel == Channel.WEBHOOK and not secret:
+        raise ValidationError({"secret": "webhook destinations always have a signing secret"})
+    module.config_clean(destination.config, secret=secret or None)
+    if destination.channel == Channel.WEBHOOK and destination.secret:
+        overlap = (
+            settings.ACTIONS_WEBHOOK_SECRET_OVERLAP_SECONDS if keep_previous_seconds is None else keep_previous_seconds
+        )
+        destination.previous_secret = destination.secret if overlap > 0 else None
+        destination.previous_secret_expires_at = timezone.now() + timedelta(seconds=overlap) if overlap > 0 else None
+    destination.secret = secret or None
+    destination.save(update_fields=["secret", "previous_secret", "previous_secret_expires_at", "updated_at"])
+    return destination
+
+
+def destination_secret_rotate(*, destination: Destination, keep_previous_seconds: int | None = None) -> str:
+    """Webhooks: generate a new signing secret (returned once, to show the user)."""
+    if destination.channel != Channel.WEBHOOK:
+        raise ValidationError({"secret": "only webhook secrets are generated; set others with destination_secret_set"})
+    from .channels.webhook import webhook_secret_generate
+
+    secret = webhook_secret_generate()
+    destination_secret_set(destination=destination, secret=secret, keep_previous_seconds=keep_previous_seconds)
+    return secret
+
+
+def breaker_reset(*, destination_id: int) -> None:
+    """Operator override: close the breaker; waiting rows are dispatched on the next tick."""
+    updated = Destination.objects.filter(pk=destination_id).exclude(breaker_state=BreakerState.CLOSED)
+    channel = Destination.objects.filter(pk=destination_id).values_list("channel", flat=True).first()
+    if updated.update(
+        breaker_state=BreakerState.CLOSED,
+        consecutive_failures=0,
+        breaker_opened_at=None,
+        breaker_retry_at=None,
+        updated_at=timezone.now(),
+    ):
+        metrics.BREAKER_TRANSITIONS.labels(channel or "?", BreakerState.CLOSED).inc()
+    else:
+        Destination.objects.filter(pk=destination_id).update(consecutive_failures=0)
+
+
+#
+# Payloads
+#
+
+
+def payload_build(*, destination: Destination, template: Any, context: dict[str, Any]) -> dict[str, Any]:
+    """Render what a delivery to ``destination`` will send, and freeze it.
+
+    ``template``: a text template (Telegram) or a JSON template (webhook body, MCP
+    arguments; a JSON string or parsed JSON), or empty for the channel's default.
+    ``context``: the variables documented in ``actions/templates.py`` — ``event``,
+    ``agent``, ``trigger``, ``chain`` (missing ones become ``None``).
+
+    The payload carries ``delivery_id``, the uuid ``delivery_create`` gives the row
+    (the webhook-id), so a body can name its own delivery. Build one payload per
+    delivery. Raises ``PayloadError`` (``TemplateError``): never retryable.
+    """
+    delivery_id = str(uuid.uuid4())
+    full_context = {"event": None, "agent": None, "trigger": None, "chain": None, **context}
+    full_context["delivery_id"] = delivery_id
+    return channel_module(destination.channel).payload_build(
+        destination=destination, template=template, context=full_context, delivery_id=delivery_id
+    )
+
+
+#
+# Deliveries: creation and operator actions
+#
+
+
+def delivery_create(
+    *,
+    destination: Destination,
+    kind: str = DeliveryKind.NOTIFICATION,
+    payload: dict[str, Any],
+    idempotency_key: str,
+    trigger_id: int | None = None,
+    match_id: int | None = None,
+    event_id: int | None = None,
+    event_block_timestamp: datetime | None = None,
+    retracts: Delivery | None = None,
+) -> Delivery:
+    """Create the outbox row (idempotent on ``idempotency_key``) and publish it after commit.
+
+    Safe inside the caller's transaction (e.g. with the ``Match`` row): a savepoint
+    absorbs the unique-key conflict, so a second call with the same key returns the
+    existing row — the first one's payload wins. The send is queued only when the
+    outermost transaction commits, and only if the actions queue has room; otherwise
+    the dispatcher sends it as the queue drains.
+    """
+    if kind not in DeliveryKind.values:
+        raise ValueError(f"unknown delivery kind {kind!r}")
+    if not idempotency_key or len(idempotency_key) > 200 or not idempotency_key.isprintable():
+        raise ValueError("idempotency_key: 1-200 printable characters")
+    if not idempotency_key.isascii():
+        raise ValueError("idempotency_key: ASCII only (it is sent as an HTTP header)")
+    if not isinstance(payload, dict):
+        raise ValueError("payload must be a dict from payload_build")
+    existing = Delivery.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        return existing
+    now = timezone.now()
+    row_uuid = _payload_uuid(payload)
+    delivery = Delivery(
+        uuid=row_uuid,
+        organization_id=destination.organization_id,
+        destination=destination,
+        kind=kind,
+        status=DeliveryStatus.PENDING,
+        idempotency_key=idempotency_key,
+        payload=payload,
+        retracts=retracts,
+        trigger_id=trigger_id,
+        match_id=match_id,
+        event_id=event_id,
+        event_block_timestamp=event_block_timestamp,
+        next_attempt_at=now,
+        dispatched_at=now,  # the fast path below; the dispatcher steps in if it fails
+    )
+    try:
+        with transaction.atomic():
+            delivery.save(force_insert=True)
+    except IntegrityError:
+        existing = Delivery.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing
+        raise ValueError(
+            f"payload delivery_id {row_uuid} is already used by another delivery; build one payload per delivery"
+        ) from None
+    metrics.DELIVERIES.labels(destination.channel, "created").inc()
+    transaction.on_commit(lambda: _publish_fast(delivery.pk))
+    return delivery
+
+
+def _payload_uuid(payload: dict[str, Any]) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(payload.get("delivery_id")))
+    except ValueError:
+        return uuid.uuid4()
+
+
+def _publish(delivery_id: int) -> None:
+    current_app.send_task(SEND_TASK, args=(delivery_id,), queue=settings.ACTIONS_QUEUE)
+
+
+def _publish_fast(delivery_id: int) -> None:
+    """After commit: publish now if the queue has room, else leave the row to the dispatcher."""
+    try:
+        if queue_depth(settings.ACTIONS_QUEUE) < settings.ACTIONS_QUEUE_LIMIT:
+            _publish(delivery_id)
+            return
+        metrics.DELIVERY_BACKPRESSURE.inc()
+    except Exception:
+        logger.exception("publishing delivery %s failed; the dispatcher will pick it up", delivery_id)
+    Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(dispatched_at=None)
+
+
+def delivery_cancel(*, delivery_id: int, reason: str = "cancelled") -> bool:
+    """Waiting (pending/retrying) → cancelled. False if it is being sent or finished."""
+    channel = Delivery.objects.filter(pk=delivery_id).values_list("destination__channel", flat=True).first()
+    done = Delivery.objects.filter(pk=delivery_id, status__in=WAITING_STATUSES).update(
+        status=DeliveryStatus.CANCELLED, last_error=reason, next_attempt_at=None, updated_at=timezone.now()
+    )
+    if done:
+        metrics.DELIVERIES.labels(channel or "?", "cancelled").inc()
+    return bool(done)
+
+
+def delivery_replay(*, delivery_id: int) -> bool:
+    """Dead → pending, with a fresh retry ladder (attempt numbers keep counting)."""
+    now = timezone.now()
+    channel = Delivery.objects.filter(pk=delivery_id).values_list("destination__channel", flat=True).first()
+    done = Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.DEAD).update(
+        status=DeliveryStatus.PENDING,
+        ladder_start=F("attempt_count"),
+        next_attempt_at=now,
+        dispatched_at=now,
+        updated_at=now,
+    )
+    if done:
+        metrics.DELIVERIES.labels(channel or "?", "replayed").inc()
+        transaction.on_commit(lambda: _publish_fast(delivery_id))
+    return bool(done)
+
+
+@dataclass(frozen=True)
+class RetractOutcome:
+    """``cancelled``: the original had never been attempted and will not be sent.
+    ``retraction``: a retraction delivery exists (``retraction``) and will be sent once
+    the original's outcome is known. ``nothing``: nothing to retract (already cancelled)."""
+
+    outcome: str
+    retraction: Delivery | None = None
+
+
+def delivery_retract(*, delivery_id: int, reason: str = "chain reorganisation") -> RetractOutcome:
+    """Take back a notification whose event was removed (reorg).
+
+    * never attempted (pending, attempt 0) → cancelled, nothing is sent;
+    * attempted, sending or succeeded → a ``retraction`` delivery to the same
+      destination (idempotency key ``retract:<original key>``): webhook body
+      ``event.retracted`` naming the original's uuid, a Telegram reply to the
+      original message, an MCP call with the retraction arguments. It waits while
+      the original is in flight; an original still waiting for a retry is cancelled
+      at that point (an earlier attempt may have reached the receiver, so the
+      retraction is still sent — except on Telegram, where a message that was
+      never accepted has nothing to reply to).
+
+    Idempotent: retracting twice returns the same retraction."""
+    with transaction.atomic():
+        original = Delivery.objects.select_for_update().select_related("destination").get(pk=delivery_id)
+        if original.kind == DeliveryKind.RETRACTION:
+            raise ValueError("a retraction cannot be retracted")
+        if original.status == DeliveryStatus.CANCELLED and original.attempt_count == 0:
+            return RetractOutcome("nothing")
+        if original.status in WAITING_STATUSES and original.attempt_count == 0:
+            original.status = DeliveryStatus.CANCELLED
+            original.last_error = f"retracted before sending: {reason}"
+            original.next_attempt_at = None
+            original.save(update_fields=["status", "last_error", "next_attempt_at", "updated_at"])
+            metrics.DELIVERIES.labels(original.destination.channel, "cancelled").inc()
+            return RetractOutcome("cancelled")
+        destination = original.destination
+        payload_uuid = str(uuid.uuid4())
+        payload = channel_module(destination.channel).retraction_payload(
+            destination=destination, original=original, reason=reason, delivery_id=payload_uuid
+        )
+        retraction = delivery_create(
+            destination=destination,
+            kind=DeliveryKind.RETRACTION,
+            payload=payload,
+            idempotency_key=_retraction_key(original.idempotency_key),
+            trigger_id=original.trigger_id,
+            match_id=original.match_id,
+            event_id=original.event_id,
+            retracts=original,
+        )
+    return RetractOutcome("retraction", retraction)
+
+
+def _retraction_key(key: str) -> str:
+    retraction_key = "retract:" + key
+    if len(retraction_key) > 200:
+        import hashlib
+
+        retraction_key = "retract:sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return retraction_key
+
+
+def destination_test(*, destination: Destination) -> Delivery:
+    """Queue a ``test`` delivery with a sample event (the "send a test" button)."""
+    context = {
+        "event": {
+            "id": 0,
+            "type": "Registered",
+            "registry": "identity",
+            "chain_id": 1,
+            "block_number": 1,
+            "block_hash": "0x" + "00" * 32,
+            "block_timestamp": timezone.now().isoformat(),
+            "transaction_hash": "0x" + "00" * 32,
+            "log_index": 0,
+            "args": {"agentId": 1},
+        },
+        "agent": {"chain_id": 1, "agent_id": 1, "name": "Test agent (this is a test message)"},
+        "trigger": {"id": 0, "name": f"Test of {destination.name}"},
+        "chain": {"chain_id": 1, "name": "test"},
+    }
+    payload = payload_build(destination=destination, template=None, context=context)
+    return delivery_create(
+        destination=destination,
+        kind=DeliveryKind.TEST,
+        payload=payload,
+        idempotency_key=f"test:{destination.pk}:{payload['delivery_id']}",
+    )
+
+
+#
+# Sending
+#
+
+
+def _lease_seconds(destination: Destination) -> float:
+    timeout = float(destination.config.get("timeout") or settings.ACTIONS_DEFAULT_TIMEOUT)
+    return timeout + settings.ACTIONS_RATE_LIMIT_MAX_WAIT + settings.ACTIONS_LEASE_MARGIN_SECONDS
+
+
+def _destination_bucket(destination: Destination) -> Bucket:
+    """Every destination has a bucket: its own pacing if it has a rate limit (else
+    effectively unlimited), and the place a receiver's Retry-After blocks."""
+    per_minute = destination.rate_limit_per_minute
+    if per_minute:
+        return Bucket(bucket_key("dest", str(destination.pk)), per_second=per_minute / 60.0)
+    return Bucket(bucket_key("dest", str(destination.pk)), per_second=1000.0, burst=1000)
+
+
+def delivery_send(*, delivery_id: int) -> str:
+    """Attempt one delivery if it is waiting and due; returns what happened
+    (``succeeded``, ``retrying``, ``dead``, or why nothing was sent)."""
+    now = timezone.now()
+    row = (
+        Delivery.objects.filter(pk=delivery_id)
+        .values("status", "attempt_count", "next_attempt_at", "destination_id")
+        .first()
+    )
+    if row is None:
+        return "missing"
+    if row["status"] not in WAITING_STATUSES:
+        return f"skipped-{row['status']}"
+    if row["next_attempt_at"] is not None and row["next_attempt_at"] > now:
+        return "skipped-not-due"
+    destination = Destination.objects.get(pk=row["destination_id"])
+    previous_status = row["status"]
+    attempt_no = row["attempt_count"] + 1
+    claimed = Delivery.objects.filter(
+        pk=delivery_id, status=previous_status, attempt_count=row["attempt_count"]
+    ).update(
+        status=DeliveryStatus.SENDING,
+        attempt_count=attempt_no,
+        locked_until=now + timedelta(seconds=_lease_seconds(destination)),
+        updated_at=now,
+    )
+    if not claimed:
+        return "skipped-claimed-elsewhere"
+    delivery = Delivery.objects.select_related("destination", "retracts").get(pk=delivery_id)
+
+    def release(when: datetime, why: str) -> str:
+        """Give the row back without spending an attempt."""
+        Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.SENDING, attempt_count=attempt_no).update(
+            status=previous_status,
+            attempt_count=attempt_no - 1,
+            locked_until=None,
+            next_attempt_at=when,
+            dispatched_at=None,
+            updated_at=timezone.now(),
+        )
+        return why
+
+    if not destination.enabled:
+        return release(now, "destination-disabled")
+
+    if delivery.kind == DeliveryKind.RETRACTION:
+        verdict = _retraction_gate(delivery)
+        if verdict == "wait":
+            return release(now + timedelta(seconds=2), "retraction-waits-for-original")
+        if verdict == "cancel":
+            Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.SENDING, attempt_count=attempt_no).update(
+                status=DeliveryStatus.CANCELLED,
+                attempt_count=attempt_no - 1,
+                locked_until=None,
+                next_attempt_at=None,
+                last_error="nothing to retract: the original never reached the receiver",
+            )
+            metrics.DELIVERIES.labels(destination.channel, "cancelled").inc()
+            return "cancelled"
+
+    module = channel_module(destination.channel)
+    buckets = [*module.rate_buckets(delivery=delivery, destination=destination), _destination_bucket(destination)]
+    max_wait = settings.ACTIONS_RATE_LIMIT_MAX_WAIT
+    try:
+        reserved, wait = rate_reserve(buckets, max_wait=max_wait)
+    except Exception:
+        logger.exception("rate limiter unavailable; delivery %s rescheduled", delivery_id)
+        return release(now + timedelta(seconds=1), "rate-limiter-unavailable")
+    if not reserved:
+        metrics.DELIVERY_RATE_LIMITED.labels(destination.channel, "pacing").inc()
+        return release(now + timedelta(seconds=max(0.2, wait - max_wait / 2)), "rate-limited")
+
+    if not _breaker_admit(destination, now):
+        destination.refresh_from_db(fields=["breaker_retry_at"])
+        when = destination.breaker_retry_at or now + timedelta(seconds=destination.cooldown_seconds)
+        return release(when, "breaker-open")
+
+    if wait > 0:
+        time.sleep(wait)
+    started = timezone.now()
+    t0 = time.monotonic()
+    try:
+        result = module.send(delivery=delivery, destination=destination)
+    except Exception as exc:  # a bug of ours must not lose the row: retry, and say so
+        logger.exception("channel %s crashed on delivery %s", destination.channel, delivery_id)
+        result = ChannelResult(ok=False, retryable=True, error=f"internal error: {type(exc).__name__}: {exc}")
+    duration_ms = int((time.monotonic() - t0) * 1000)
+    return _record(
+        delivery=delivery,
+        destination=destination,
+        attempt_no=attempt_no,
+        result=result,
+        started=started,
+        duration_ms=duration_ms,
+    )
+
+
+def _retraction_gate(retraction: Delivery) -> str:
+    """``send``, ``wait`` (original in flight) or ``cancel`` (nothing reached the receiver)."""
+    original = retraction.retracts
+    if original is None:
+        return "cancel"
+    if original.status == DeliveryStatus.SENDING:
+        return "wait"
+    if original.status in WAITING_STATUSES:
+        # It failed at least once and waits for a retry: stop it here.
+        if not Delivery.objects.filter(pk=original.pk, status__in=WAITING_STATUSES).update(
+            status=DeliveryStatus.CANCELLED, last_error="retracted", next_attempt_at=None
+        ):
+            return "wait"
+        original.refresh_from_db()
+    if original.attempt_count == 0:
+        return "cancel"
+    if retraction.destination.channel == Channel.TELEGRAM and not (original.response_data or {}).get("message_id"):
+        return "cancel"
+    return "send"
+
+
+def _breaker_admit(destination: Destination, now: datetime) -> bool:
+    """Closed: yes. Open past its cooldown, or half-open with a lost probe: the one
+    sender that wins the conditional UPDATE becomes the probe. Otherwise no."""
+    state, retry_at = destination.breaker_state, destination.breaker_retry_at
+    if state == BreakerState.CLOSED:
+        return True
+    if retry_at is None or retry_at > now:
+        return False
+    probe_until = now + timedelta(seconds=_lease_seconds(destination))
+    won = Destination.objects.filter(pk=destination.pk, breaker_state=state, breaker_retry_at=retry_at).update(
+        breaker_state=BreakerState.HALF_OPEN, breaker_retry_at=probe_until
+    )
+    if won and state == BreakerState.OPEN:
+        metrics.BREAKER_TRANSITIONS.labels(destination.channel, BreakerState.HALF_OPEN).inc()
+    return bool(won)
+
+
+def _next_delay(*, attempt_in_ladder: int, retry_after: float | None) -> float | None:
+    """Seconds until the next attempt, or None when the ladder is exhausted."""
+    ladder = settings.ACTIONS_RETRY_LADDER
+    if attempt_in_ladder > len(ladder):
+        return None
+    delay = ladder[attempt_in_ladder - 1] * random.uniform(0.8, 1.2)
+    if retry_after:
+        delay = max(delay, min(float(retry_after), settings.ACTIONS_RETRY_AFTER_MAX))
+    return delay
+
+
+def _record(
+    *,
+    delivery: Delivery,
+    destination: Destination,
+    attempt_no: int,
+    result: ChannelResult,
+    started: datetime,
+    duration_ms: int,
+) -> str:
+    now = timezone.now()
+    channel = destination.channel
+    metrics.DELIVERY_ATTEMPTS.labels(channel, "success" if result.ok else "failure").inc()
+    attempt_fields = {
+        "started_at": started,
+        "duration_ms": duration_ms,
+        "outcome": AttemptOutcome.SUCCESS if result.ok else AttemptOutcome.FAILURE,
+        "retryable": result.retryable,
+        "response_code": result.status_code,
+        "response_excerpt": (result.response_excerpt or "")[:1000],
+        "error": result.error[:4000],
+    }
+    with transaction.atomic():
+        Attempt.objects.update_or_create(delivery=delivery, number=attempt_no, defaults=attempt_fields)
+        if result.ok:
+            outcome = _record_success(delivery, destination, attempt_no, result, now)
+        else:
+            outcome = _record_failure(delivery, destination, attempt_no, result, now)
+    if result.retry_after:
+        try:
+            rate_block(
+                _destination_bucket(destination), seconds=min(result.retry_after, settings.ACTIONS_RETRY_AFTER_MAX)
+            )
+        except Exception:
+            logger.warning("could not record Retry-After for destination %s", destination.pk, exc_info=True)
+    log = logger.info if result.ok else logger.warning
+    log(
+        "delivery %s attempt %s to %s #%s: %s%s",
+        delivery.uuid,
+        attempt_no,
+        channel,
+        destination.pk,
+        outcome,
+        f" ({result.error})" if result.error else "",
+    )
+    return outcome
+
+
+def _record_success(
+    delivery: Delivery, destination: Destination, attempt_no: int, result: ChannelResult, now: datetime
+) -> str:
+    # A late success still counts if the row was swept but not yet re-claimed.
+    updated = Delivery.objects.filter(
+        pk=delivery.pk,
+        attempt_count=attempt_no,
+        status__in=(DeliveryStatus.SENDING, DeliveryStatus.RETRYING),
+    ).update(
+        status=DeliveryStatus.SUCCEEDED,
+        sent_at=now,
+        locked_until=None,
+        next_attempt_at=None,
+        dispatched_at=None,
+        last_error="",
+        response_data=result.response_data,
+        updated_at=now,
+    )
+    Destination.objects.filter(pk=destination.pk).update(
+        consecutive_failures=0, success_count=F("success_count") + 1, last_success_at=now
+    )
+    if (
+        Destination.objects.filter(pk=destination.pk)
+        .exclude(breaker_state=BreakerState.CLOSED)
+        .update(breaker_state=BreakerState.CLOSED, breaker_opened_at=None, breaker_retry_at=None)
+    ):
+        metrics.BREAKER_TRANSITIONS.labels(destination.channel, BreakerState.CLOSED).inc()
+    if not updated:
+        return "succeeded-stale"
+    metrics.DELIVERIES.labels(destination.channel, "succeeded").inc()
+    if delivery.event_block_timestamp and delivery.kind == DeliveryKind.NOTIFICATION:
+        metrics.DELIVERY_LATENCY.labels(destination.channel).observe(
+            max(0.0, (now - delivery.event_block_timestamp).total_seconds())
+        )
+    return "succeeded"
+
+
+def _record_failure(
+    delivery: Delivery, destination: Destination, attempt_no: int, result: ChannelResult, now: datetime
+) -> str:
+    delay = (
+        _next_delay(attempt_in_ladder=attempt_no - delivery.ladder_start, retry_after=result.retry_after)
+        if result.retryable
+        else None
+    )
+    if delay is None:
+        status = DeliveryStatus.DEAD
+        reason = "exhausted" if result.retryable else "permanent"
+        fields: dict[str, Any] = {"next_attempt_at": None}
+    else:
+        status = DeliveryStatus.RETRYING
+        fields = {"next_attempt_at": now + timedelta(seconds=delay)}
+    updated = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING, attempt_count=attempt_no).update(
+        status=status,
+        locked_until=None,
+        dispatched_at=None,
+        last_error=result.error[:4000],
+        updated_at=now,
+        **fields,
+    )
+    counters: dict[str, Any] = {
+        "failure_count": F("failure_count") + 1,
+        "last_failure_at": now,
+        "last_error": result.error[:1000],
+    }
+    if result.counts_for_breaker:
+        counters["consecutive_failures"] = F("consecutive_failures") + 1
+    Destination.objects.filter(pk=destination.pk).update(**counters)
+    if result.counts_for_breaker:
+        _breaker_on_failure(destination, now)
+    if not updated:
+        return "failed-stale"
+    metrics.DELIVERIES.labels(destination.channel, status).inc()
+    if status == DeliveryStatus.DEAD:
+        metrics.DELIVERY_DEAD_LETTERS.labels(destination.channel, reason).inc()
+    return str(status)
+
+
+def _breaker_on_failure(destination: Destination, now: datetime) -> None:
+    reopen_at = now + timedelta(seconds=destination.cooldown_seconds)
+    opened = Destination.objects.filter(
+        Q(breaker_state=BreakerState.HALF_OPEN)
+        | Q(breaker_state=BreakerState.CLOSED, consecutive_failures__gte=F("failure_threshold")),
+        pk=destination.pk,
+    ).update(breaker_state=BreakerState.OPEN, breaker_opened_at=now, breaker_retry_at=reopen_at)
+    if opened:
+        metrics.BREAKER_TRANSITIONS.labels(destination.channel, BreakerState.OPEN).inc()
+        logger.warning("breaker of destination %s opened until %s", destination.pk, reopen_at.isoformat())
+
+
+#
+# Beat: dispatcher and sweeper
+#
+
+
+def deliveries_dispatch_due(*, now: datetime | None = None) -> int:
+    """Publish due waiting rows, up to the actions queue's free capacity.
+
+    Rows whose destination is disabled or whose breaker is not letting sends
+    through are left alone (they are not due for *this* destination yet). Runs
+    every ``ACTIONS_DISPATCH_INTERVAL``; overlapping runs are safe (skip-locked rows,
+    ``dispatched_at`` marks what was published)."""
+    now = now or timezone.now()
+    free = settings.ACTIONS_QUEUE_LIMIT - queue_depth(settings.ACTIONS_QUEUE)
+    stale = now - timedelta(seconds=settings.ACTIONS_DISPATCH_GRACE_SECONDS)
+    published = 0
+    while free > 0:
+        batch = min(free, settings.ACTIONS_DISPATCH_BATCH)
+        with transaction.atomic():
+            ids = list(
+                Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(status__in=WAITING_STATUSES, next_attempt_at__lte=now, destination__enabled=True)
+                .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lte=stale))
+                .filter(Q(destination__breaker_retry_at__isnull=True) | Q(destination__breaker_retry_at__lte=now))
+                .order_by("next_attempt_at", "id")
+                .values_list("id", flat=True)[:batch]
+            )
+            if ids:
+                Delivery.objects.filter(pk__in=ids).update(dispatched_at=now)
+        for delivery_id in ids:
+            _publish(delivery_id)
+        published += len(ids)
+        free -= len(ids)
+        if len(ids) < batch:
+            return published
+    if _due_rows_exist(now=now, stale=stale):
+        metrics.DELIVERY_BACKPRESSURE.inc()
+    return published
+
+
+def _due_rows_exist(*, now: datetime, stale: datetime) -> bool:
+    return (
+        Delivery.objects.filter(status__in=WAITING_STATUSES, next_attempt_at__lte=now, destination__enabled=True)
+        .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lte=stale))
+        .exists()
+    )
+
+
+def deliveries_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Rows whose sending lease ran out: the sender crashed (or was killed) mid-attempt.
+
+    The attempt is recorded as a retryable failure ("sender lost") and the row is
+    retried at once — or dead-lettered if that was its last rung — so a delivery
+    that crashes its sender every time cannot loop forever. The receiver may have
+    received the lost attempt: the retry carries the same webhook-id /
+    Idempotency-Key, which is what receivers deduplicate on."""
+    now = now or timezone.now()
+    expired = list(
+        Delivery.objects.filter(status=DeliveryStatus.SENDING, locked_until__lt=now)
+        .select_related("destination")
+        .order_by("locked_until")[:limit]
+    )
+    recovered = 0
+    for delivery in expired:
+        in_ladder = delivery.attempt_count - delivery.ladder_start
+        status = DeliveryStatus.RETRYING if in_ladder <= len(settings.ACTIONS_RETRY_LADDER) else DeliveryStatus.DEAD
+        error = "lease expired: the sender was lost mid-attempt (crash or kill); the receiver may have it"
+        with transaction.atomic():
+            updated = Delivery.objects.filter(
+                pk=delivery.pk,
+                status=DeliveryStatus.SENDING,
+                attempt_count=delivery.attempt_count,
+                locked_until__lt=now,
+            ).update(
+                status=status,
+                locked_until=None,
+                next_attempt_at=now if status == DeliveryStatus.RETRYING else None,
+                dispatched_at=None,
+                last_error=error,
+                updated_at=now,
+            )
+            if not updated:
+                continue
+            Attempt.objects.get_or_create(
+                delivery=delivery,
+                number=delivery.attempt_count,
+                defaults={
+                    "started_at": delivery.updated_at,
+                    "outcome": AttemptOutcome.FAILURE,
+                    "retryable": True,
+                    "error": error,
+                },
+            )
+        recovered += 1
+        metrics.DELIVERIES.labels(delivery.destination.channel, status).inc()
+        if status == DeliveryStatus.DEAD:
+            metrics.DELIVERY_DEAD_LETTERS.labels(delivery.destination.channel, "exhausted").inc()
+        logger.warning("delivery %s: %s → %s", delivery.uuid, error, status)
+    return recovered
