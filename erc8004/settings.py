@@ -292,6 +292,43 @@ CELERY_BEAT_SCHEDULE["actions-sweep-deliveries"] = {
 }
 
 #
+# Agents: registration and feedback files (agents/files.py, agents/services.py)
+#
+
+# The same caps for every off-chain file, whatever its URI scheme: registration files
+# are a few KB; 1 MiB leaves room for inline images without letting one URI fill memory.
+FILE_FETCH_MAX_BYTES = env.int("FILE_FETCH_MAX_BYTES", default=1024 * 1024)
+# Total seconds per HTTP fetch (connect, redirects, body); a slow-loris server is cut off.
+FILE_FETCH_TIMEOUT = env.float("FILE_FETCH_TIMEOUT", default=10.0)
+# ipfs:// URIs are fetched through these gateways, tried in order until one answers
+# (path style: {gateway}/ipfs/{cid}/{path}). Put your own gateway first in production:
+# public gateways rate-limit and are sometimes down.
+IPFS_GATEWAYS = env.list("IPFS_GATEWAYS", default=["https://ipfs.io", "https://dweb.link", "https://w3s.link"])
+# Waits (seconds) before re-trying a transient failure (timeout, 5xx, 429, connection
+# error); one retry per entry, then the file is in error until the re-fetch schedule.
+# Each stays below the broker's visibility timeout (1 h), so a retry is a countdown.
+FILE_FETCH_RETRY_DELAYS = [int(s) for s in env.list("FILE_FETCH_RETRY_DELAYS", default=["30", "120", "600", "1800"])]
+# http(s) files can change without an on-chain event, and failed files may come back:
+# both are read again after this long. ipfs and data: files are immutable once read.
+FILE_REFETCH_INTERVAL = env.int("FILE_REFETCH_INTERVAL", default=24 * 3600)
+# Files one beat tick schedules (re-fetch) or re-enqueues (sweeper): keeps each tick short.
+FILE_SWEEP_BATCH = env.int("FILE_SWEEP_BATCH", default=500)
+# A pending file whose attempt time passed this long ago lost its message (Redis restart,
+# worker killed): the sweeper enqueues it again. Longer than a fetch can take (3 gateways x 10 s).
+FILE_PENDING_GRACE_SECONDS = env.int("FILE_PENDING_GRACE_SECONDS", default=120)
+
+CELERY_BEAT_SCHEDULE["agents-refetch-files"] = {
+    "task": "agents.tasks.refetch_due_files",
+    "schedule": env.float("FILE_REFETCH_CHECK_INTERVAL", default=300.0),
+    "options": {"expires": 60},
+}
+CELERY_BEAT_SCHEDULE["agents-sweep-pending-files"] = {
+    "task": "agents.tasks.sweep_pending_files",
+    "schedule": env.float("FILE_SWEEP_INTERVAL", default=60.0),
+    "options": {"expires": 30},
+}
+
+#
 # Auth, i18n, static
 #
 
