@@ -131,10 +131,10 @@ def registration_files_schedule(
                 new_rows.append(row)
             else:
                 changed_rows.append(row)
-            if row.uri != uri or row._state.adding:
-                cleared.append(pk)
-                for name, value in _CONTENT_RESET.items():
-                    setattr(row, name, value)
+                if row.uri != uri:
+                    cleared.append(pk)
+                    for name, value in _CONTENT_RESET.items():
+                        setattr(row, name, value)
             row.uri = uri
             row.attempts = 0
             row.error = ""
