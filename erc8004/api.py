@@ -127,14 +127,50 @@ def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
 
 
 class _SettingsRate:
-    """Read the rate from the settings at request time, not at import time (DRF's
-    default captures ``DEFAULT_THROTTLE_RATES`` once), so ``override_settings`` and
-    a reloaded configuration take effect."""
+    """Rates from the settings at request time (DRF captures ``DEFAULT_THROTTLE_RATES``
+    once at import, so ``override_settings`` would not apply), counted in fixed windows.
+
+    Why not DRF's sliding log: it stores every request time of the window in one cache
+    value and reads, filters and rewrites the whole list on every request — O(rate) per
+    request, tens of KB per call at a few thousand per minute. A window counter is one
+    atomic ``INCR`` on the shared Redis cache whatever the rate; the price is that a
+    client may burst up to twice the rate across a window boundary. ``Retry-After`` is
+    the time left in the window. A rate of ``None`` (empty setting) disables the throttle.
+    """
 
     scope: str
+    cache: Any
+    rate: str | None
+    num_requests: int | None
+    duration: int | None
+    timer: Any
 
     def get_rate(self) -> str | None:
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope) or None
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        self._wait = 0.0
+        if self.rate is None or not self.num_requests or not self.duration:
+            return True
+        key = self.get_cache_key(request, view)  # type: ignore[attr-defined]
+        if key is None:
+            return True
+        now = self.timer()
+        window = int(now // self.duration)
+        slot = f"{key}:{window}"
+        self.cache.add(slot, 0, self.duration + 5)
+        try:
+            count = self.cache.incr(slot)
+        except ValueError:  # expired between add and incr
+            self.cache.add(slot, 1, self.duration + 5)
+            count = 1
+        if count > self.num_requests:
+            self._wait = (window + 1) * self.duration - now
+            return False
+        return True
+
+    def wait(self) -> float:
+        return max(self._wait, 1.0)
 
 
 class PublicReadAnonThrottle(_SettingsRate, AnonRateThrottle):
@@ -148,8 +184,9 @@ class PublicReadUserThrottle(_SettingsRate, UserRateThrottle):
 
     scope = "public_read_user"
 
-    def allow_request(self, request, view) -> bool:
+    def allow_request(self, request: Request, view: Any) -> bool:
         if not (request.user and request.user.is_authenticated):
+            self._wait = 0.0
             return True  # the anonymous throttle covers these
         return super().allow_request(request, view)
 

@@ -368,6 +368,7 @@ REST_FRAMEWORK = {
     # tool, not a security boundary — reference/stack.md §4.4).
     "DEFAULT_THROTTLE_RATES": {
         # 20 requests/s sustained per IP: an explorer page makes a handful of calls.
+        # Counted in fixed windows in Redis (erc8004/api.py); an empty value disables.
         "public_read_anon": env.str("API_THROTTLE_ANON", default="1200/min"),
         # Signed-in clients (operators' own tools) get five times that.
         "public_read_user": env.str("API_THROTTLE_USER", default="6000/min"),

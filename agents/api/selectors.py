@@ -47,8 +47,19 @@ _UINT = re.compile(r"^[0-9]{1,78}$")
 _HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
 UINT256_MAX = 2**256 - 1
 # Big columns lists never show; deferring them keeps list pages small and fast.
-_AGENT_LIST_DEFER = ("registration_file__raw", "registration_file__parsed")
-_FEEDBACK_AGENT_DEFER = ("agent__description", "agent__services", "agent__supported_trust", "agent__image")
+# Lists load only the columns they render: model construction is a large part of a
+# list request's time, and the joined rows (agent, files) are wide.
+_AGENT_KEY = ("agent__chain_id", "agent__identity_address", "agent__agent_id")
+_REGISTRATION_FILE_SUMMARY = tuple(
+    f"registration_file__{name}" for name in ("uri", "status", "error", "fetched_at", "next_refetch_at")
+)
+_FEEDBACK_FILE_SUMMARY = tuple(
+    f"file__{name}" for name in ("uri", "status", "hash_status", "error", "fetched_at", "text")
+)
+
+
+def _own_fields(model: type) -> list[str]:
+    return [f.name for f in model._meta.concrete_fields]
 
 
 def address_normalize(value: str) -> str:
@@ -197,7 +208,7 @@ def agent_pk_find(*, ref: AgentRef, directory: IdentityDirectory) -> int | None:
 
 
 def agent_list_queryset() -> QuerySet[Agent]:
-    return Agent.objects.select_related("registration_file").defer(*_AGENT_LIST_DEFER)
+    return Agent.objects.select_related("registration_file").only(*_own_fields(Agent), *_REGISTRATION_FILE_SUMMARY)
 
 
 def agent_metadata_list(*, agent: Agent) -> list[AgentMetadata]:
@@ -233,7 +244,7 @@ def feedback_list_queryset() -> QuerySet[Feedback]:
     is a correlated subquery per returned row (one query per page, not per row)."""
     return (
         Feedback.objects.select_related("agent", "file")
-        .defer(*_FEEDBACK_AGENT_DEFER, "file__raw", "file__parsed")
+        .only(*_own_fields(Feedback), *_AGENT_KEY, *_FEEDBACK_FILE_SUMMARY)
         .annotate(response_count=_response_count())
     )
 
@@ -265,7 +276,7 @@ def response_list_queryset(*, feedback: Feedback) -> QuerySet[FeedbackResponse]:
 
 
 def validation_list_queryset() -> QuerySet[Validation]:
-    return Validation.objects.select_related("agent").defer(*_FEEDBACK_AGENT_DEFER)
+    return Validation.objects.select_related("agent").only(*_own_fields(Validation), *_AGENT_KEY)
 
 
 def validation_find(*, chain_id: int, request_hash: str) -> Validation | None:

@@ -312,8 +312,65 @@ class AgentDetailSerializer(AgentSerializer):
         return RegistrationFileSerializer(file).data if file is not None else None
 
     def to_representation(self, agent: Agent) -> dict[str, Any]:
-        # One object: DRF's generic walk is fine here (and renders the nested summaries).
-        return serializers.ModelSerializer.to_representation(self, agent)
+        data = super().to_representation(agent)
+        data["file"] = self.get_file(agent)
+        data.update(
+            approved=agent.approved,
+            registration_seen=agent.registration_seen,
+            registered_tx=agent.registered_tx,
+            updated_block=agent.updated_block,
+            updated_at=_dt(agent.updated_at),
+            metadata=[_metadata(row) for row in agent.detail_metadata],
+            operators=list(agent.detail_operators),
+            reputation=_reputation(agent.detail_reputation),
+            validation=_validation_summary(agent.detail_validation),
+        )
+        return data
+
+
+def _metadata(row: AgentMetadata) -> dict[str, Any]:
+    text = MetadataSerializer._text(row)
+    return {
+        "key": row.key,
+        "value": row.value if text is None else text,
+        "encoding": "hex" if text is None else "utf-8",
+        "value_hex": row.value,
+        "value_text": text,
+        "updated_block": row.updated_block,
+        "updated_at": _dt(row.updated_at),
+    }
+
+
+def _summary(summary: Any) -> dict[str, Any]:
+    return {
+        "count": summary.count,
+        "average": _dec(summary.average),
+        "summary_value": str(summary.summary_value),
+        "summary_value_decimals": summary.summary_value_decimals,
+    }
+
+
+def _reputation(report: Any) -> dict[str, Any]:
+    return {
+        "clients": report.clients,
+        "tag1": report.tag1,
+        "tag2": report.tag2,
+        **_summary(report.overall),
+        "by_tag1": [{"tag1": t.tag1, **_summary(t.summary)} for t in report.by_tag1],
+        "tags_truncated": report.tags_truncated,
+    }
+
+
+def _validation_summary(summary: Any) -> dict[str, Any]:
+    return {
+        "validators": summary.validators,
+        "tag": summary.tag,
+        "count": summary.count,
+        "average_response": summary.average_response,
+        "average": _dec(summary.average),
+        "requests": summary.requests,
+        "pending": summary.pending,
+    }
 
 
 class FeedbackFileSummarySerializer(serializers.Serializer):

@@ -58,3 +58,38 @@ def test_fast_renderings_equal_the_generic_ones():
             got = fast(serializer_class, row, context)
             assert got == expected, serializer_class.__name__
             assert list(got) == list(serializer_class(context=context).fields), serializer_class.__name__
+
+
+def test_fast_detail_rendering_equals_the_generic_one():
+    from agents.api.serializers import AgentDetailSerializer
+    from agents.models import AgentMetadata, OperatorApproval
+    from agents.reputation import reputation_report_get, validation_summary_get
+
+    from ..factories import T0
+
+    chain = chain_make()
+    agent = agent_make(chain, 5, name="detail")
+    RegistrationFile.objects.create(agent=agent, uri="ipfs://x", status=FileStatus.OK, raw="{}", parsed={"a": 1})
+    AgentMetadata.objects.create(agent=agent, key="k", key_hash="k", value="0x6869", updated_block=1, updated_at=T0)
+    AgentMetadata.objects.create(agent=agent, key="b", key_hash="b", value="0xff", updated_block=1, updated_at=T0)
+    OperatorApproval.objects.create(
+        chain=chain,
+        identity_address=agent.identity_address,
+        owner=agent.owner,
+        operator=address(8),
+        approved=True,
+        updated_block=1,
+    )
+    feedback_make(agent, address(1), 1, 9977, 2, tag1="uptime")
+    feedback_make(agent, address(2), 1, 87, tag1="starred")
+    validation_make(agent, address(3), response=50, tag="zk")
+    agent = Agent.objects.select_related("registration_file").get(pk=agent.pk)
+    agent.detail_metadata = list(agent.metadata.order_by("key"))
+    agent.detail_operators = [address(8)]
+    agent.detail_reputation = reputation_report_get(agent=agent, clients=[address(1), address(1)])
+    agent.detail_validation = validation_summary_get(agent=agent, tag="zk")
+    context = {"directory": IdentityDirectory.load()}
+    expected = generic(AgentDetailSerializer, agent, context)
+    got = fast(AgentDetailSerializer, agent, context)
+    assert got == expected
+    assert list(got) == list(AgentDetailSerializer(context=context).fields)
