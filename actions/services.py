@@ -512,22 +512,19 @@ def delivery_send(*, delivery_id: int) -> str:
     """Attempt one delivery if it is waiting and due; returns what happened
     (``succeeded``, ``retrying``, ``dead``, or why nothing was sent)."""
     now = timezone.now()
-    row = (
-        Delivery.objects.filter(pk=delivery_id)
-        .values("status", "attempt_count", "next_attempt_at", "destination_id")
-        .first()
-    )
-    if row is None:
+    delivery = Delivery.objects.select_related("destination").filter(pk=delivery_id).first()
+    if delivery is None:
         return "missing"
-    if row["status"] not in WAITING_STATUSES:
-        return f"skipped-{row['status']}"
-    if row["next_attempt_at"] is not None and row["next_attempt_at"] > now:
+    if delivery.status not in WAITING_STATUSES:
+        return f"skipped-{delivery.status}"
+    if delivery.next_attempt_at is not None and delivery.next_attempt_at > now:
         return "skipped-not-due"
-    destination = Destination.objects.get(pk=row["destination_id"])
-    previous_status = row["status"]
-    attempt_no = row["attempt_count"] + 1
+    destination = delivery.destination
+    previous_status = delivery.status
+    attempt_no = delivery.attempt_count + 1
+    # The claim: only one sender moves the row from what it read to "sending".
     claimed = Delivery.objects.filter(
-        pk=delivery_id, status=previous_status, attempt_count=row["attempt_count"]
+        pk=delivery_id, status=previous_status, attempt_count=delivery.attempt_count
     ).update(
         status=DeliveryStatus.SENDING,
         attempt_count=attempt_no,
@@ -536,7 +533,7 @@ def delivery_send(*, delivery_id: int) -> str:
     )
     if not claimed:
         return "skipped-claimed-elsewhere"
-    delivery = Delivery.objects.select_related("destination", "retracts").get(pk=delivery_id)
+    delivery.status, delivery.attempt_count = DeliveryStatus.SENDING, attempt_no
 
     def release(when: datetime, why: str) -> str:
         """Give the row back without spending an attempt."""
@@ -675,12 +672,23 @@ def _record(
         "response_excerpt": (result.response_excerpt or "")[:1000],
         "error": result.error[:4000],
     }
-    with transaction.atomic():
-        Attempt.objects.update_or_create(delivery=delivery, number=attempt_no, defaults=attempt_fields)
-        if result.ok:
-            outcome = _record_success(delivery, destination, attempt_no, result, now)
-        else:
-            outcome = _record_failure(delivery, destination, attempt_no, result, now)
+    try:
+        with transaction.atomic():
+            # One INSERT … ON CONFLICT: the sweeper may have written this attempt as "sender lost".
+            Attempt.objects.bulk_create(
+                [Attempt(delivery=delivery, number=attempt_no, **attempt_fields)],
+                update_conflicts=True,
+                unique_fields=("delivery", "number"),
+                update_fields=tuple(attempt_fields),
+            )
+            if result.ok:
+                outcome = _record_success(delivery, destination, attempt_no, result, now)
+            else:
+                outcome = _record_failure(delivery, destination, attempt_no, result, now)
+    except IntegrityError:
+        # The row was deleted while we were sending (its organization was deleted).
+        logger.warning("delivery %s disappeared during its attempt; nothing recorded", delivery.uuid)
+        return "missing"
     if result.retry_after:
         try:
             rate_block(
@@ -722,7 +730,8 @@ def _record_success(
     Destination.objects.filter(pk=destination.pk).update(
         consecutive_failures=0, success_count=F("success_count") + 1, last_success_at=now
     )
-    if (
+    # Closed as far as we saw: skip the query (a success never opens it).
+    if destination.breaker_state != BreakerState.CLOSED and (
         Destination.objects.filter(pk=destination.pk)
         .exclude(breaker_state=BreakerState.CLOSED)
         .update(breaker_state=BreakerState.CLOSED, breaker_opened_at=None, breaker_retry_at=None)

@@ -151,15 +151,18 @@ def test_webhook_success(webhook_destination, webhook_receiver):
     delivery = make_delivery(webhook_destination, key="match:5:dest:1", event_block_timestamp=timezone.now())
     assert delivery_send(delivery_id=delivery.pk) == "succeeded"
     delivery.refresh_from_db()
-    assert delivery.status == "succeeded" and delivery.sent_at and delivery.attempt_count == 1
+    assert (delivery.status, delivery.attempt_count) == ("succeeded", 1)
+    assert delivery.sent_at
     (received,) = webhook_receiver.requests
-    assert received.verified and received.webhook_id == str(delivery.uuid)
+    assert received.verified
+    assert received.webhook_id == str(delivery.uuid)
     assert received.headers["idempotency-key"] == "match:5:dest:1"
     assert received.body == delivery.payload["body"]
     attempt = Attempt.objects.get(delivery=delivery)
     assert (attempt.number, attempt.outcome, attempt.response_code) == (1, "success", 200)
     destination = Destination.objects.get(pk=webhook_destination.pk)
-    assert destination.success_count == 1 and destination.last_success_at
+    assert destination.success_count == 1
+    assert destination.last_success_at
 
 
 def test_a_sent_delivery_is_never_sent_again(webhook_destination, webhook_receiver):
@@ -228,7 +231,7 @@ def test_retry_after_is_honoured(webhook_destination, webhook_receiver, fast_lad
     other = make_delivery(webhook_destination)
     assert delivery_send(delivery_id=other.pk) == "rate-limited"
     other.refresh_from_db()
-    assert other.attempt_count == 0 and other.status == "pending"
+    assert (other.attempt_count, other.status) == (0, "pending")
     # 429 says "alive, slow down": it does not count towards the breaker.
     assert Destination.objects.get(pk=webhook_destination.pk).consecutive_failures == 0
 
@@ -270,7 +273,7 @@ def test_breaker_opens_probes_and_closes(org, webhook_receiver, fast_ladder):
     assert Destination.objects.get(pk=destination.pk).breaker_state == "closed"
     assert delivery_send(delivery_id=b.pk) == "retrying"
     destination.refresh_from_db()
-    assert destination.breaker_state == "open" and destination.consecutive_failures == 2
+    assert (destination.breaker_state, destination.consecutive_failures) == ("open", 2)
     # Open: waiting rows are not attempted (and not lost), and the dispatcher skips them.
     assert delivery_send(delivery_id=c.pk) == "breaker-open"
     c.refresh_from_db()
@@ -287,7 +290,7 @@ def test_breaker_opens_probes_and_closes(org, webhook_receiver, fast_ladder):
     _sleep_until_due(a)
     assert delivery_send(delivery_id=a.pk) == "succeeded"
     destination.refresh_from_db()
-    assert destination.breaker_state == "closed" and destination.consecutive_failures == 0
+    assert (destination.breaker_state, destination.consecutive_failures) == ("closed", 0)
     _sleep_until_due(b)
     assert delivery_send(delivery_id=b.pk) == "succeeded"
 
@@ -346,7 +349,8 @@ def test_sweeper_recovers_an_expired_lease(webhook_destination, webhook_receiver
     assert delivery_send(delivery_id=delivery.pk) == "skipped-sending"
     assert deliveries_sweep() == 1
     delivery.refresh_from_db()
-    assert delivery.status == "retrying" and "lease expired" in delivery.last_error
+    assert delivery.status == "retrying"
+    assert "lease expired" in delivery.last_error
     assert Attempt.objects.get(delivery=delivery, number=1).error.startswith("lease expired")
     assert delivery_send(delivery_id=delivery.pk) == "succeeded"
     assert delivery.attempts.count() == 2
