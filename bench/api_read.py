@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import http.client
 import io
 import json
@@ -44,6 +45,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg2
+from eth_utils import to_checksum_address
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -75,8 +77,9 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+@functools.cache
 def address(n: int) -> str:
-    return "0x" + f"{n:040x}"
+    return to_checksum_address("0x" + f"{n:040x}")  # stored form: EIP-55, as the indexer writes
 
 
 #
@@ -516,7 +519,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="measured requests per endpoint at 4 clients")
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of the 16-client run")
     parser.add_argument("--workers", type=int, default=max(2, (os.cpu_count() or 2) * 2))
-    parser.add_argument("--regenerate", action="store_true")
+    parser.add_argument("--regenerate", action="store_true", help="drop and rebuild the bench data")
+    parser.add_argument("--generate-only", action="store_true", help="build the data, measure nothing")
     args = parser.parse_args()
     url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_DB
     if "bench" not in urlsplit(url).path:
@@ -530,6 +534,8 @@ def main() -> None:
         conn.commit()
         conn.close()
     generate(url, agents=args.agents, feedback=args.feedback)
+    if args.generate_only:
+        return
     conn = psycopg2.connect(url)
     cur = conn.cursor()
     cur.execute("SELECT agent_id FROM agents_agent WHERE chain_id = %s AND feedback_count > 0", [CHAIN_ID])
