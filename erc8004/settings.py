@@ -377,6 +377,10 @@ REST_FRAMEWORK = {
     # every client behind a load balancer shares the balancer's throttle bucket.
     "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
 }
+# Public agent ids resolve through the deployments table (agents/api/selectors.py); it
+# changes a few times a year, so each process keeps it this many seconds (saves made
+# through the admin or the ORM in the same process clear it at once).
+API_DEPLOYMENTS_CACHE_SECONDS = env.float("API_DEPLOYMENTS_CACHE_SECONDS", default=10.0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "erc8004 API",
     "DESCRIPTION": "Index, triggers and actions for ERC-8004 Trustless Agents.",

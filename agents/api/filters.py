@@ -10,11 +10,15 @@ Tags, like every unbounded on-chain string, are matched through their hash colum
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from collections import OrderedDict
+from typing import Any, ClassVar
 
 import django_filters as filters
 from django import forms
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.http import QueryDict
+from django_filters.filters import FilterMethod
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
@@ -131,11 +135,48 @@ class OrderingChoiceFilter(filters.ChoiceFilter):
         return qs
 
 
+class FastFilterSet(filters.FilterSet):
+    """A FilterSet that is cheap to instantiate on every request.
+
+    django-filter deep-copies every declared filter and builds a new form class per
+    request — about 3 ms for twenty filters, a third of a list request's CPU. Filters are
+    never mutated after construction here, so a shallow copy per request is enough (each
+    request still owns its filter objects, so ``parent`` is never shared between threads;
+    method filters get a ``FilterMethod`` bound to the copy), and the form class is built
+    once per FilterSet class (Django's Form deep-copies its fields for every instance).
+    """
+
+    _form_classes: ClassVar[dict[type, type]] = {}
+
+    def __init__(self, data=None, queryset=None, *, request=None, prefix=None):
+        if queryset is None:
+            queryset = self._meta.model._default_manager.all()
+        self.is_bound = data is not None
+        self.data = data or QueryDict()
+        self.queryset = queryset
+        self.request = request
+        self.form_prefix = prefix
+        self.filters = OrderedDict()
+        for name, base in self.base_filters.items():
+            filter_ = copy.copy(base)
+            if isinstance(filter_.__dict__.get("filter"), FilterMethod):
+                filter_.filter = FilterMethod(filter_)
+            filter_.model = queryset.model
+            filter_.parent = self
+            self.filters[name] = filter_
+
+    def get_form_class(self) -> type:
+        form_class = self._form_classes.get(type(self))
+        if form_class is None:
+            form_class = self._form_classes[type(self)] = super().get_form_class()
+        return form_class
+
+
 def _tag_q(prefix: str, field: str, value: str) -> Q:
     return Q(**{f"{prefix}{field}_hash": text_hash(value), f"{prefix}{field}": value})
 
 
-class _AgentScoped(filters.FilterSet):
+class _AgentScoped(FastFilterSet):
     """``agent=`` for rows that belong to an agent: resolved to the agent's primary key
     first (one indexed lookup), so the list query uses the per-agent index."""
 
@@ -147,7 +188,7 @@ class _AgentScoped(filters.FilterSet):
         return queryset.filter(agent_id=pk) if pk is not None else queryset.none()
 
 
-class AgentFilter(filters.FilterSet):
+class AgentFilter(FastFilterSet):
     chain = IntegerInFilter(field_name="chain_id", help_text="Chain id(s), comma-separated")
     identity = AddressFilter(field_name="identity_address", help_text="Identity registry address")
     owner = AddressInFilter(field_name="owner", help_text="Owner address(es), comma-separated")
@@ -275,7 +316,7 @@ EVENT_TYPES = (
 )
 
 
-class EventFilter(filters.FilterSet):
+class EventFilter(FastFilterSet):
     chain = IntegerInFilter(field_name="chain_id", help_text="Chain id(s), comma-separated")
     registry = filters.ChoiceFilter(field_name="registry", choices=Registry.choices)
     address = AddressFilter(field_name="address", help_text="Emitting contract")

@@ -15,10 +15,14 @@ plus ``:agentId`` works as an id too.
 from __future__ import annotations
 
 import re
+import threading
+import time
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
+from django.db.models.signals import post_delete, post_save
 from eth_utils import to_checksum_address
 
 from indexing.models import ChainEvent, ContractDeployment, Registry
@@ -153,11 +157,27 @@ class IdentityDirectory:
         return directory
 
     @classmethod
+    def cached(cls) -> IdentityDirectory:
+        """The directory, reloaded at most every ``API_DEPLOYMENTS_CACHE_SECONDS``
+        (deployments change a few times a year; loading them is a query and a
+        millisecond of Python on every request otherwise). Saving or deleting a
+        deployment in this process drops the cache at once."""
+        ttl = getattr(settings, "API_DEPLOYMENTS_CACHE_SECONDS", 0)
+        with _directory_lock:
+            entry = _directory_cache.get("directory")
+            if entry is not None and ttl > 0 and time.monotonic() - entry[0] < ttl:
+                return entry[1]
+        directory = cls.load()
+        with _directory_lock:
+            _directory_cache["directory"] = (time.monotonic(), directory)
+        return directory
+
+    @classmethod
     def for_request(cls, request) -> IdentityDirectory:
         """One directory per request, shared by filters, views and serializers."""
         directory = getattr(request, "_identity_directory", None)
         if directory is None:
-            directory = cls.load()
+            directory = cls.cached()
             request._identity_directory = directory
         return directory
 
@@ -183,6 +203,19 @@ class IdentityDirectory:
             for (chain, lower), identity in self.emitters.items()
             if chain == chain_id and identity.lower() == identity_address.lower()
         ]
+
+
+_directory_lock = threading.Lock()
+_directory_cache: dict[str, tuple[float, IdentityDirectory]] = {}
+
+
+def _directory_invalidate(**kwargs) -> None:
+    with _directory_lock:
+        _directory_cache.clear()
+
+
+post_save.connect(_directory_invalidate, sender=ContractDeployment, dispatch_uid="agents.api.directory_saved")
+post_delete.connect(_directory_invalidate, sender=ContractDeployment, dispatch_uid="agents.api.directory_deleted")
 
 
 def agent_find(*, ref: AgentRef, directory: IdentityDirectory) -> Agent | None:
