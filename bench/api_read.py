@@ -382,7 +382,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_gunicorn(url: str, port: int, workers: int) -> subprocess.Popen:
+def start_gunicorn(url: str, port: int, workers: int, threads: int) -> subprocess.Popen:
     command = [
         str(Path(PYTHON).parent / "gunicorn"),
         "erc8004.wsgi:application",
@@ -393,7 +393,7 @@ def start_gunicorn(url: str, port: int, workers: int) -> subprocess.Popen:
         "--worker-class",
         "gthread",
         "--threads",
-        "2",
+        str(threads),
         "--keep-alive",
         "30",
         "--log-level",
@@ -519,6 +519,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="measured requests per endpoint at 4 clients")
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of the 16-client run")
     parser.add_argument("--workers", type=int, default=max(2, (os.cpu_count() or 2) * 2))
+    parser.add_argument("--threads", type=int, default=2, help="gthread threads per worker")
     parser.add_argument("--regenerate", action="store_true", help="drop and rebuild the bench data")
     parser.add_argument("--generate-only", action="store_true", help="build the data, measure nothing")
     args = parser.parse_args()
@@ -548,8 +549,8 @@ def main() -> None:
     log(f"data: {n_agents} agents, {n_feedback} feedback; {len(agent_ids)} agents have feedback")
 
     port = free_port()
-    log(f"starting gunicorn on 127.0.0.1:{port} ({args.workers} workers x 2 threads)")
-    process = start_gunicorn(url, port, args.workers)
+    log(f"starting gunicorn on 127.0.0.1:{port} ({args.workers} workers x {args.threads} threads)")
+    process = start_gunicorn(url, port, args.workers, args.threads)
     results: dict[str, tuple[float, float]] = {}
     try:
         for kind in ("agents_list", "agent_detail", "feedback_list"):
