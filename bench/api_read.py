@@ -507,6 +507,24 @@ def run_clients(port: int, kinds: list[str], clients: int, *, requests: int = 0,
     return latencies, counter["n"], time.monotonic() - start
 
 
+def server_cpu_seconds(master_pid: int) -> float:
+    """User + system CPU of gunicorn's workers so far (Linux /proc): CPU per request is
+    the figure that does not depend on what else the machine is running."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master_pid:  # field 4 (ppid) after the command name
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -555,19 +573,25 @@ def main() -> None:
     try:
         for kind in ("agents_list", "agent_detail", "feedback_list"):
             run_clients(port, [kind], 4, requests=200, agent_ids=agent_ids)  # warm caches and connections
+            cpu_before = server_cpu_seconds(process.pid)
             latencies, done, elapsed = run_clients(port, [kind], 4, requests=args.requests, agent_ids=agent_ids)
+            cpu_ms = (server_cpu_seconds(process.pid) - cpu_before) * 1000 / done
             values = latencies[kind]
             results[kind] = (pct(values, 50), pct(values, 95))
             log(
                 f"{kind:14s} 4 clients: p50 {results[kind][0]:6.1f} ms  p95 {results[kind][1]:6.1f} ms  "
-                f"max {max(values):6.1f} ms  mean {statistics.mean(values):6.1f} ms  ({done / elapsed:.0f} req/s)"
+                f"max {max(values):6.1f} ms  mean {statistics.mean(values):6.1f} ms  ({done / elapsed:.0f} req/s, "
+                f"{cpu_ms:.1f} ms gunicorn CPU/request, load {os.getloadavg()[0]:.1f})"
             )
         kinds = ["agents_list", "agent_detail", "feedback_list"]
         latencies, done, elapsed = run_clients(port, kinds, 16, seconds=args.seconds, agent_ids=agent_ids)
         rps = done / elapsed
         every = [v for k in kinds for v in latencies[k]]
         p50, p95 = pct(every, 50), pct(every, 95)
-        log(f"mix, 16 clients: {rps:.0f} req/s over {elapsed:.0f}s; p50 {p50:.1f} ms p95 {p95:.1f} ms")
+        log(
+            f"mix, 16 clients: {rps:.0f} req/s over {elapsed:.0f}s; p50 {p50:.1f} ms p95 {p95:.1f} ms "
+            f"(load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+        )
     finally:
         stop(process)
         log("gunicorn stopped")

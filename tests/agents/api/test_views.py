@@ -487,3 +487,10 @@ def test_throttled_requests_get_429_with_retry_after(client, world, settings):
     assert body["code"] == "throttled"
     assert body["retry_after"] == retry_after
     assert client.get("/api/v1/agents/", REMOTE_ADDR="10.20.30.41").status_code == 200
+
+
+def test_browsable_api_renders_html(client, world):
+    for url in ("/api/v1/agents/?has_mcp=true", "/api/v1/agents/31337:0/", "/api/v1/feedback/", "/api/v1/events/"):
+        response = client.get(url, HTTP_ACCEPT="text/html")
+        assert response.status_code == 200, url
+        assert b"<html" in response.content
