@@ -156,6 +156,12 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = env.float("CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT", default=15.0)
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup closes every database connection before and after each task
+# unless this is set: a new PostgreSQL backend (a fork, several ms of CPU) per task —
+# measured as most of a delivery's cost. Connections are kept instead and recycled by
+# Django's own rule (CONN_MAX_AGE, or after an error): erc8004/celery.py runs
+# close_old_connections() around every task, as Django does around every request.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1_000_000)
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_TASK_SERIALIZER = "json"

@@ -184,6 +184,10 @@ def test_telegram_pacing_is_shared_by_two_processes(telegram_destination, telegr
     times = sorted(m.at for m in telegram_api.chat(424242))
     assert len(times) == 4
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert min(gaps) >= 0.9, gaps  # never two in the same second, whichever process sent them
+    # Slots are one second apart in Redis time; arrival adds jitter (a process's first
+    # request also sets up its HTTP client; the machine may be busy). Without shared
+    # pacing each process would pace only itself: pairs ~0 s apart, all within ~1 s.
+    assert min(gaps) >= 0.5, gaps
+    assert times[-1] - times[0] >= 2.7, gaps
     assert telegram_api.refused == []
     assert Delivery.objects.filter(status="succeeded", attempt_count=1).count() == 4  # pacing spent no attempts
