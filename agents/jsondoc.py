@@ -6,8 +6,11 @@ document can hurt us is handled once, here —
 
 * too many bytes (checked before decoding);
 * invalid UTF-8, or not JSON, or a top level that is not an object;
-* nesting deep enough to exhaust the parser's recursion (``RecursionError``), or an
-  integer literal beyond Python's digit limit (``ValueError``);
+* nesting deep enough to exhaust the parser's recursion — checked *before* parsing,
+  because the C parser only stops at the interpreter's recursion limit, and a library
+  in this process (py_ecc, imported with web3) raises that limit to 100,000: a deep
+  enough file would then overflow the C stack and kill the worker with a segfault;
+* an integer literal beyond Python's digit limit (``ValueError``);
 * strings PostgreSQL cannot store: NUL characters (not allowed in ``text`` nor in
   ``jsonb``) and lone UTF-16 surrogates (``"\\ud800"`` parses, but cannot be encoded).
 
@@ -31,6 +34,8 @@ MAX_DEPTH = 32
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
 
 
 class DocumentError(ValueError):
@@ -46,6 +51,20 @@ def text_clean(value: str) -> str:
     except UnicodeEncodeError:
         value = _SURROGATE.sub("\ufffd", value)
     return value
+
+
+def _depth_check(text: str, max_depth: int) -> None:
+    """Refuse nesting deeper than ``max_depth`` without parsing: strings are blanked
+    out (their brackets do not nest), then brackets are counted, stopping at the first
+    level too deep — a few dozen steps for a hostile ``[[[[...`` file."""
+    depth = 0
+    for match in _BRACKET.finditer(_JSON_STRING.sub('""', text)):
+        if match.group() in "[{":
+            depth += 1
+            if depth > max_depth:
+                raise DocumentError(f"nested more than {max_depth} levels deep")
+        else:
+            depth -= 1
 
 
 def _reject_constant(name: str) -> Any:
@@ -87,6 +106,7 @@ def json_document_load(
         raise DocumentError(f"not valid UTF-8 (byte {exc.start}: {exc.reason})") from None
     if not text.strip():
         raise DocumentError("file is empty")
+    _depth_check(text, max_depth)
     try:
         document = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
