@@ -47,6 +47,11 @@ MAX_REGISTRATIONS = 256
 MAX_TRUST_VALUES = 32
 MAX_LIST_ITEMS = 1000  # skills, tools, ... per service
 MAX_SHORT_TEXT = 200  # service names, versions, trust values, list items
+# The copy of the services on the agent row (what lists return) is bounded tighter than
+# the parsed file: a hostile file must not make every list page that shows it heavy.
+ROW_SERVICES = 32
+ROW_LIST_ITEMS = 50
+ROW_ENDPOINT = 2048
 
 # Per-service list fields, under the name we expose → every spelling we accept.
 _SERVICE_LISTS: dict[str, tuple[str, ...]] = {
@@ -98,6 +103,19 @@ class Registration:
     @property
     def has_web(self) -> bool:
         return self._has("web")
+
+    @property
+    def services_summary(self) -> list[dict[str, Any]]:
+        """The services as the agent row keeps them: at most ``ROW_SERVICES`` entries,
+        ``ROW_LIST_ITEMS`` items per list, no ``extra`` (the parsed file has it all)."""
+        out = []
+        for service in self.services[:ROW_SERVICES]:
+            row = {k: v for k, v in service.items() if k != "extra"}
+            row["endpoint"] = row["endpoint"][:ROW_ENDPOINT]
+            for key in _SERVICE_LISTS:
+                row[key] = row[key][:ROW_LIST_ITEMS]
+            out.append(row)
+        return out
 
     def as_json(self) -> dict[str, Any]:
         """The normalised document (stored as ``parsed`` and served by the API)."""

@@ -321,7 +321,7 @@ def _store_registration(row: RegistrationFile, fetched: FetchedFile, now: dateti
             "active": result.active,
             "x402_support": result.x402_support,
             "supported_trust": result.supported_trust,
-            "services": result.services,
+            "services": result.services_summary,
             "has_mcp": result.has_mcp,
             "has_a2a": result.has_a2a,
             "has_web": result.has_web,

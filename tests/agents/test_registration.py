@@ -253,3 +253,16 @@ def test_arbitrary_documents_never_raise(doc):
     assert isinstance(result, Registration | ParseError)
     if isinstance(result, Registration):
         json.dumps(result.as_json())
+
+
+def test_the_row_copy_of_services_is_bounded():
+    services = [
+        {"name": f"s{i}", "endpoint": "x" * 5000, "tools": [f"t{j}" for j in range(80)], "k": i} for i in range(40)
+    ]
+    reg = parse({"services": services})
+    summary = reg.services_summary
+    assert len(summary) == 32
+    assert len(summary[0]["endpoint"]) == 2048
+    assert len(summary[0]["tools"]) == 50
+    assert "extra" not in summary[0]
+    assert reg.services[0]["extra"] == {"k": 0}  # the parsed file keeps everything
