@@ -37,6 +37,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -67,8 +68,10 @@ from .models import (
 from .ratelimit import Bucket, bucket_key, rate_block, rate_reserve
 
 __all__ = (
+    "DeliverySpec",
     "RetractOutcome",
     "breaker_reset",
+    "deliveries_create",
     "deliveries_dispatch_due",
     "deliveries_sweep",
     "delivery_cancel",
@@ -296,54 +299,104 @@ def delivery_create(
 ) -> Delivery:
     """Create the outbox row (idempotent on ``idempotency_key``) and publish it after commit.
 
-    Safe inside the caller's transaction (e.g. with the ``Match`` row): a savepoint
-    absorbs the unique-key conflict, so a second call with the same key returns the
-    existing row — the first one's payload wins. The send is queued only when the
-    outermost transaction commits, and only if the actions queue has room; otherwise
-    the dispatcher sends it as the queue drains.
+    Safe inside the caller's transaction (e.g. with the ``Match`` row): the insert is
+    ``ON CONFLICT DO NOTHING``, so a second call with the same key returns the existing
+    row — the first one's payload wins — without aborting the transaction. The send
+    is queued only when the outermost transaction commits, and only if the actions
+    queue has room; otherwise the dispatcher sends it as the queue drains. For one
+    event fanning out to many destinations use ``deliveries_create``.
     """
-    if kind not in DeliveryKind.values:
-        raise ValueError(f"unknown delivery kind {kind!r}")
-    if not idempotency_key or len(idempotency_key) > 200 or not idempotency_key.isprintable():
-        raise ValueError("idempotency_key: 1-200 printable characters")
-    if not idempotency_key.isascii():
-        raise ValueError("idempotency_key: ASCII only (it is sent as an HTTP header)")
-    if not isinstance(payload, dict):
-        raise ValueError("payload must be a dict from payload_build")
-    existing = Delivery.objects.filter(idempotency_key=idempotency_key).first()
-    if existing is not None:
-        return existing
-    now = timezone.now()
-    row_uuid = _payload_uuid(payload)
-    delivery = Delivery(
-        uuid=row_uuid,
-        organization_id=destination.organization_id,
+    spec = DeliverySpec(
         destination=destination,
         kind=kind,
-        status=DeliveryStatus.PENDING,
-        idempotency_key=idempotency_key,
         payload=payload,
-        retracts=retracts,
+        idempotency_key=idempotency_key,
         trigger_id=trigger_id,
         match_id=match_id,
         event_id=event_id,
         event_block_timestamp=event_block_timestamp,
-        next_attempt_at=now,
-        dispatched_at=now,  # the fast path below; the dispatcher steps in if it fails
+        retracts=retracts,
     )
-    try:
-        with transaction.atomic():
-            delivery.save(force_insert=True)
-    except IntegrityError:
-        existing = Delivery.objects.filter(idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return existing
-        raise ValueError(
-            f"payload delivery_id {row_uuid} is already used by another delivery; build one payload per delivery"
-        ) from None
-    metrics.DELIVERIES.labels(destination.channel, "created").inc()
-    transaction.on_commit(lambda: _publish_fast(delivery.pk))
-    return delivery
+    return deliveries_create(specs=[spec])[0]
+
+
+@dataclass(frozen=True)
+class DeliverySpec:
+    """One delivery to create: the arguments of ``delivery_create``."""
+
+    destination: Destination
+    payload: dict[str, Any]
+    idempotency_key: str
+    kind: str = DeliveryKind.NOTIFICATION
+    trigger_id: int | None = None
+    match_id: int | None = None
+    event_id: int | None = None
+    event_block_timestamp: datetime | None = None
+    retracts: Delivery | None = None
+
+
+def deliveries_create(*, specs: Sequence[DeliverySpec]) -> list[Delivery]:
+    """``delivery_create`` for many rows at once — one event matching many triggers
+    and destinations: one ``INSERT … ON CONFLICT DO NOTHING`` and one ``SELECT`` for
+    all of them, and one batch of messages after commit. Returns the rows in the
+    order of ``specs`` (the existing row where a key already had one)."""
+    now = timezone.now()
+    rows: list[Delivery] = []
+    for spec in specs:
+        _validate_spec(spec)
+        rows.append(
+            Delivery(
+                uuid=_payload_uuid(spec.payload),
+                organization_id=spec.destination.organization_id,
+                destination=spec.destination,
+                kind=spec.kind,
+                status=DeliveryStatus.PENDING,
+                idempotency_key=spec.idempotency_key,
+                payload=spec.payload,
+                retracts=spec.retracts,
+                trigger_id=spec.trigger_id,
+                match_id=spec.match_id,
+                event_id=spec.event_id,
+                event_block_timestamp=spec.event_block_timestamp,
+                next_attempt_at=now,
+                dispatched_at=now,  # the fast path below; the dispatcher steps in if it fails
+            )
+        )
+    if not rows:
+        return []
+    Delivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+    keys = [row.idempotency_key for row in rows]
+    stored: dict[str, Delivery] = {}
+    for i in range(0, len(keys), 1000):
+        stored.update(
+            (d.idempotency_key, d)
+            for d in Delivery.objects.select_related("destination").filter(idempotency_key__in=keys[i : i + 1000])
+        )
+    result: list[Delivery] = []
+    created: list[int] = []
+    for row in rows:
+        existing = stored.get(row.idempotency_key)
+        if existing is None:
+            raise ValueError(
+                f"payload delivery_id {row.uuid} is already used by another delivery; build one payload per delivery"
+            )
+        if existing.uuid == row.uuid and existing.pk not in created:
+            created.append(existing.pk)
+            metrics.DELIVERIES.labels(row.destination.channel, "created").inc()
+        result.append(existing)
+    if created:
+        transaction.on_commit(lambda: _publish_after_commit(created))
+    return result
+
+
+def _validate_spec(spec: DeliverySpec) -> None:
+    if spec.kind not in DeliveryKind.values:
+        raise ValueError(f"unknown delivery kind {spec.kind!r}")
+    key = spec.idempotency_key
+    if not key or len(key) > 200 or not key.isprintable() or not key.isascii():
+        raise ValueError("idempotency_key: 1-200 printable ASCII characters (it is sent as an HTTP header)")
+    if not isinstance(spec.payload, dict):
+        raise ValueError("payload must be a dict from payload_build")
 
 
 def _payload_uuid(payload: dict[str, Any]) -> uuid.UUID:
@@ -353,20 +406,29 @@ def _payload_uuid(payload: dict[str, Any]) -> uuid.UUID:
         return uuid.uuid4()
 
 
-def _publish(delivery_id: int) -> None:
-    current_app.send_task(SEND_TASK, args=(delivery_id,), queue=settings.ACTIONS_QUEUE)
+def _publish(delivery_ids: Sequence[int]) -> None:
+    """One message per delivery, through one producer (one connection checkout)."""
+    if not delivery_ids:
+        return
+    with current_app.producer_or_acquire() as producer:
+        for delivery_id in delivery_ids:
+            current_app.send_task(SEND_TASK, args=(delivery_id,), queue=settings.ACTIONS_QUEUE, producer=producer)
 
 
-def _publish_fast(delivery_id: int) -> None:
-    """After commit: publish now if the queue has room, else leave the row to the dispatcher."""
+def _publish_after_commit(delivery_ids: list[int]) -> None:
+    """The fast path: publish what fits in the queue now; the rest is left to the
+    dispatcher (``dispatched_at`` cleared), which publishes as the queue drains."""
+    held: list[int]
     try:
-        if queue_depth(settings.ACTIONS_QUEUE) < settings.ACTIONS_QUEUE_LIMIT:
-            _publish(delivery_id)
-            return
-        metrics.DELIVERY_BACKPRESSURE.inc()
+        free = max(0, settings.ACTIONS_QUEUE_LIMIT - queue_depth(settings.ACTIONS_QUEUE))
+        _publish(delivery_ids[:free])
+        held = delivery_ids[free:]
     except Exception:
-        logger.exception("publishing delivery %s failed; the dispatcher will pick it up", delivery_id)
-    Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(dispatched_at=None)
+        logger.exception("publishing %s deliveries failed; the dispatcher will pick them up", len(delivery_ids))
+        held = delivery_ids
+    if held:
+        metrics.DELIVERY_BACKPRESSURE.inc()
+        Delivery.objects.filter(pk__in=held, status=DeliveryStatus.PENDING).update(dispatched_at=None)
 
 
 def delivery_cancel(*, delivery_id: int, reason: str = "cancelled") -> bool:
@@ -393,7 +455,7 @@ def delivery_replay(*, delivery_id: int) -> bool:
     )
     if done:
         metrics.DELIVERIES.labels(channel or "?", "replayed").inc()
-        transaction.on_commit(lambda: _publish_fast(delivery_id))
+        transaction.on_commit(lambda: _publish_after_commit([delivery_id]))
     return bool(done)
 
 
@@ -512,22 +574,19 @@ def delivery_send(*, delivery_id: int) -> str:
     """Attempt one delivery if it is waiting and due; returns what happened
     (``succeeded``, ``retrying``, ``dead``, or why nothing was sent)."""
     now = timezone.now()
-    row = (
-        Delivery.objects.filter(pk=delivery_id)
-        .values("status", "attempt_count", "next_attempt_at", "destination_id")
-        .first()
-    )
-    if row is None:
+    delivery = Delivery.objects.select_related("destination").filter(pk=delivery_id).first()
+    if delivery is None:
         return "missing"
-    if row["status"] not in WAITING_STATUSES:
-        return f"skipped-{row['status']}"
-    if row["next_attempt_at"] is not None and row["next_attempt_at"] > now:
+    if delivery.status not in WAITING_STATUSES:
+        return f"skipped-{delivery.status}"
+    if delivery.next_attempt_at is not None and delivery.next_attempt_at > now:
         return "skipped-not-due"
-    destination = Destination.objects.get(pk=row["destination_id"])
-    previous_status = row["status"]
-    attempt_no = row["attempt_count"] + 1
+    destination = delivery.destination
+    previous_status = delivery.status
+    attempt_no = delivery.attempt_count + 1
+    # The claim: only one sender moves the row from what it read to "sending".
     claimed = Delivery.objects.filter(
-        pk=delivery_id, status=previous_status, attempt_count=row["attempt_count"]
+        pk=delivery_id, status=previous_status, attempt_count=delivery.attempt_count
     ).update(
         status=DeliveryStatus.SENDING,
         attempt_count=attempt_no,
@@ -536,7 +595,7 @@ def delivery_send(*, delivery_id: int) -> str:
     )
     if not claimed:
         return "skipped-claimed-elsewhere"
-    delivery = Delivery.objects.select_related("destination", "retracts").get(pk=delivery_id)
+    delivery.status, delivery.attempt_count = DeliveryStatus.SENDING, attempt_no
 
     def release(when: datetime, why: str) -> str:
         """Give the row back without spending an attempt."""
@@ -675,12 +734,23 @@ def _record(
         "response_excerpt": (result.response_excerpt or "")[:1000],
         "error": result.error[:4000],
     }
-    with transaction.atomic():
-        Attempt.objects.update_or_create(delivery=delivery, number=attempt_no, defaults=attempt_fields)
-        if result.ok:
-            outcome = _record_success(delivery, destination, attempt_no, result, now)
-        else:
-            outcome = _record_failure(delivery, destination, attempt_no, result, now)
+    try:
+        with transaction.atomic():
+            # One INSERT … ON CONFLICT: the sweeper may have written this attempt as "sender lost".
+            Attempt.objects.bulk_create(
+                [Attempt(delivery=delivery, number=attempt_no, **attempt_fields)],
+                update_conflicts=True,
+                unique_fields=("delivery", "number"),
+                update_fields=tuple(attempt_fields),
+            )
+            if result.ok:
+                outcome = _record_success(delivery, destination, attempt_no, result, now)
+            else:
+                outcome = _record_failure(delivery, destination, attempt_no, result, now)
+    except IntegrityError:
+        # The row was deleted while we were sending (its organization was deleted).
+        logger.warning("delivery %s disappeared during its attempt; nothing recorded", delivery.uuid)
+        return "missing"
     if result.retry_after:
         try:
             rate_block(
@@ -688,7 +758,7 @@ def _record(
             )
         except Exception:
             logger.warning("could not record Retry-After for destination %s", destination.pk, exc_info=True)
-    log = logger.info if result.ok else logger.warning
+    log = logger.debug if result.ok else logger.warning  # successes are counted in metrics, not logged one by one
     log(
         "delivery %s attempt %s to %s #%s: %s%s",
         delivery.uuid,
@@ -722,7 +792,8 @@ def _record_success(
     Destination.objects.filter(pk=destination.pk).update(
         consecutive_failures=0, success_count=F("success_count") + 1, last_success_at=now
     )
-    if (
+    # Closed as far as we saw: skip the query (a success never opens it).
+    if destination.breaker_state != BreakerState.CLOSED and (
         Destination.objects.filter(pk=destination.pk)
         .exclude(breaker_state=BreakerState.CLOSED)
         .update(breaker_state=BreakerState.CLOSED, breaker_opened_at=None, breaker_retry_at=None)
@@ -820,8 +891,7 @@ def deliveries_dispatch_due(*, now: datetime | None = None) -> int:
             )
             if ids:
                 Delivery.objects.filter(pk__in=ids).update(dispatched_at=now)
-        for delivery_id in ids:
-            _publish(delivery_id)
+        _publish(ids)
         published += len(ids)
         free -= len(ids)
         if len(ids) < batch:

@@ -213,6 +213,14 @@ def _compile(source: str, mode: str) -> jinja2.Template:
         raise TemplateError(_describe(exc)) from None
 
 
+@functools.lru_cache(maxsize=1024)
+def _compile_expression(source: str) -> Any:
+    try:
+        return _environment("plain").compile_expression(source, undefined_to_none=False)
+    except jinja2.TemplateError as exc:
+        raise TemplateError(_describe(exc)) from None
+
+
 def template_check(source: str, *, mode: str = "plain") -> None:
     """Syntax check for an author saving a template (no data needed)."""
     _compile(source, _mode(mode))
@@ -274,8 +282,7 @@ def _render_node(node: Any, context: Mapping[str, Any], *, path: str) -> Any:
         if match:
             if len(node) > TEMPLATE_MAX_CHARS:
                 raise TemplateError(f"template is longer than {TEMPLATE_MAX_CHARS} characters")
-            expression = _environment("plain").compile_expression(match["expr"].strip(), undefined_to_none=False)
-            return _jsonable(expression(**context))
+            return _jsonable(_compile_expression(match["expr"].strip())(**context))
         return render_text(node, context, mode="plain", max_chars=JSON_MAX_BYTES)
     except TemplateError as exc:
         raise TemplateError(f"at {path}: {exc}") from None

@@ -13,25 +13,58 @@ they are never put in a B-tree index directly (PostgreSQL refuses entries over
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
+from decimal import Decimal
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 
 from indexing.models import AGENT_ID_FIELD_KWARGS, Chain, ChainEvent
 
 __all__ = (
+    "ORDER_SENTINEL_AVERAGE",
+    "ORDER_SENTINEL_TIME",
     "Agent",
     "AgentMetadata",
     "AgentTagStat",
     "Feedback",
+    "FeedbackFile",
     "FeedbackResponse",
+    "FileStatus",
     "OperatorApproval",
+    "RegistrationFile",
     "Validation",
     "text_hash",
 )
 
 # int128 has 39 digits; normalised values keep 18 decimal places.
 NORMALISED_FIELD_KWARGS = {"max_digits": 60, "decimal_places": 18}
+
+
+# Keyset pagination needs non-null sort keys (a row comparison cannot step over NULLs
+# with an index range), so nullable orderings sort on COALESCE(column, sentinel): the
+# sentinel sits below every real value, which puts "no value" last in descending order.
+# Queries must use exactly these expressions for PostgreSQL to match the indexes.
+ORDER_SENTINEL_TIME = datetime(1970, 1, 1, tzinfo=UTC)  # block times are all after 2015
+ORDER_SENTINEL_AVERAGE = Decimal("-1e39")  # |value| <= 1e38 on-chain, so every average is above
+
+
+def order_key_time(field: str) -> Coalesce:
+    return Coalesce(F(field), Value(ORDER_SENTINEL_TIME), output_field=models.DateTimeField())
+
+
+def order_key_average(field: str) -> Coalesce:
+    return Coalesce(F(field), Value(ORDER_SENTINEL_AVERAGE), output_field=models.DecimalField())
+
+
+class FileStatus(models.TextChoices):
+    """Where fetching and parsing an off-chain file (registration or feedback) stands."""
+
+    PENDING = "pending", "Pending"
+    OK = "ok", "OK"
+    ERROR = "error", "Error"
+    UNSUPPORTED = "unsupported", "Unsupported URI"
 
 
 def text_hash(value: str) -> str:
@@ -62,6 +95,22 @@ class Agent(models.Model):
     # Validation over requests that have a response.
     validation_count = models.PositiveIntegerField(default=0)
     validation_average = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    # From the registration file (agents/registration.py), written by the fetcher; blank
+    # until a file parses. These are what lists filter and show, so they live on the
+    # agent row; the bytes and fetch state live in RegistrationFile (see there why).
+    name = models.TextField(blank=True, default="")
+    description = models.TextField(blank=True, default="")
+    image = models.TextField(blank=True, default="")
+    active = models.BooleanField(null=True, blank=True)
+    x402_support = models.BooleanField(null=True, blank=True)
+    supported_trust = models.JSONField(default=list, blank=True)
+    services = models.JSONField(default=list, blank=True, help_text="Parsed services (name, endpoint, version, ...)")
+    has_mcp = models.BooleanField(default=False)
+    has_a2a = models.BooleanField(default=False)
+    has_web = models.BooleanField(default=False)
+    registrations_backlink = models.BooleanField(
+        null=True, blank=True, help_text="The file's registrations name this agent back (null: no parsed file)"
+    )
 
     class Meta:
         ordering = ("chain_id", "agent_id")
@@ -73,10 +122,14 @@ class Agent(models.Model):
         indexes = [
             models.Index(fields=("owner",), name="agent_owner"),
             models.Index(fields=("agent_wallet",), name="agent_wallet"),
-            models.Index(fields=("-registered_at", "-id"), name="agent_registered"),
-            models.Index(fields=("-feedback_average", "-id"), name="agent_best_average"),
+            # The read API's keyset orderings (agents/api): unique with id, NULLs last.
+            models.Index(order_key_time("registered_at").desc(), F("id").desc(), name="agent_newest"),
+            models.Index(order_key_average("feedback_average").desc(), F("id").desc(), name="agent_best"),
             models.Index(fields=("-feedback_count", "-id"), name="agent_most_feedback"),
-            models.Index(fields=("-last_activity_at", "-id"), name="agent_recent"),
+            models.Index(order_key_time("last_activity_at").desc(), F("id").desc(), name="agent_active"),
+            models.Index(fields=("id",), name="agent_has_mcp", condition=Q(has_mcp=True)),
+            models.Index(fields=("id",), name="agent_has_a2a", condition=Q(has_a2a=True)),
+            models.Index(fields=("id",), name="agent_has_web", condition=Q(has_web=True)),
         ]
 
     def __str__(self) -> str:
@@ -85,6 +138,59 @@ class Agent(models.Model):
     @property
     def public_id(self) -> str:
         return f"{self.chain_id}:{self.agent_id}"
+
+
+class FetchedFile(models.Model):
+    """Fetch state of one off-chain JSON file (what a URI pointed to when we read it).
+
+    Kept beside, not inside, the row the URI belongs to: the projector rewrites agent
+    and feedback rows on every event and the fetcher writes these on its own clock, so
+    neither waits on the other's row lock, and list queries never drag up to 1 MiB of
+    raw text along. ``uri`` is the URI this state is about — when the on-chain URI
+    changes, a differing ``uri`` is how the scheduler knows to fetch again.
+    """
+
+    uri = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=12, choices=FileStatus.choices, default=FileStatus.PENDING)
+    error = models.TextField(blank=True, default="", help_text="Why the last fetch or parse failed")
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Fetch attempts for this URI")
+    requested_at = models.DateTimeField(null=True, blank=True, help_text="When it was last marked pending")
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Pending: when to try (again)")
+    fetched_at = models.DateTimeField(null=True, blank=True, help_text="Last fetch that returned bytes")
+    source_url = models.TextField(blank=True, default="", help_text="Where the bytes came from (gateway, final URL)")
+    content_type = models.CharField(max_length=200, blank=True, default="")
+    size = models.PositiveIntegerField(null=True, blank=True)
+    content_hash = models.CharField(max_length=66, blank=True, default="", help_text="keccak-256 of the bytes")
+    raw = models.TextField(blank=True, default="", help_text="The bytes as text (UTF-8, at most 1 MiB)")
+    parsed = models.JSONField(null=True, blank=True)
+    next_refetch_at = models.DateTimeField(null=True, blank=True, help_text="Mutable (http/https) files: re-read then")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class RegistrationFile(FetchedFile):
+    """The agent's registration file (``agentURI``), fetched and parsed.
+
+    One-to-one with Agent instead of columns on it: the parsed fields that lists
+    filter on (name, services, has_mcp, ...) *are* copied onto Agent so lists need no
+    join, but the fetch bookkeeping and the raw/parsed document stay here (see
+    FetchedFile for why).
+    """
+
+    agent = models.OneToOneField(Agent, on_delete=models.CASCADE, primary_key=True, related_name="registration_file")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=("next_attempt_at",), name="regfile_pending", condition=Q(status="pending")),
+            models.Index(
+                fields=("next_refetch_at",), name="regfile_refetch", condition=Q(next_refetch_at__isnull=False)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"registration file of {self.agent_id}: {self.status}"
 
 
 class AgentMetadata(models.Model):
@@ -160,6 +266,7 @@ class Feedback(models.Model):
         ]
         indexes = [
             models.Index(fields=("agent", "revoked"), name="feedback_agent_revoked"),
+            models.Index(fields=("agent", "-created_at", "-id"), name="feedback_agent_recent"),
             models.Index(fields=("agent", "tag1_hash"), name="feedback_agent_tag1"),
             models.Index(fields=("client_address",), name="feedback_client"),
             models.Index(fields=("-created_at", "-id"), name="feedback_recent"),
@@ -169,6 +276,40 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"feedback {self.agent_id}/{self.client_address}#{self.feedback_index}"
+
+
+class FeedbackFile(FetchedFile):
+    """The off-chain feedback file (``feedbackURI``), fetched and parsed.
+
+    Where the on-chain ``feedbackHash`` is non-zero the keccak-256 of the bytes must
+    equal it; a mismatch is stored and shown (``hash_status``), never hidden, because
+    "the file changed after the feedback was given" is itself worth knowing.
+    """
+
+    class HashStatus(models.TextChoices):
+        ABSENT = "absent", "No hash on-chain"
+        MATCH = "match", "Matches"
+        MISMATCH = "mismatch", "Does not match"
+        UNKNOWN = "unknown", "Not fetched"
+
+    feedback = models.OneToOneField(Feedback, on_delete=models.CASCADE, primary_key=True, related_name="file")
+    hash_status = models.CharField(max_length=10, choices=HashStatus.choices, default=HashStatus.UNKNOWN)
+    text = models.TextField(blank=True, default="")
+    mcp = models.JSONField(null=True, blank=True)
+    a2a = models.JSONField(null=True, blank=True)
+    oasf = models.JSONField(null=True, blank=True)
+    proof_of_payment = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=("next_attempt_at",), name="fbfile_pending", condition=Q(status="pending")),
+            models.Index(
+                fields=("next_refetch_at",), name="fbfile_refetch", condition=Q(next_refetch_at__isnull=False)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"feedback file of {self.feedback_id}: {self.status}"
 
 
 class FeedbackResponse(models.Model):

@@ -156,6 +156,12 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = env.float("CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT", default=15.0)
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup closes every database connection before and after each task
+# unless this is set: a new PostgreSQL backend (a fork, several ms of CPU) per task —
+# measured as most of a delivery's cost. Connections are kept instead and recycled by
+# Django's own rule (CONN_MAX_AGE, or after an error): erc8004/celery.py runs
+# close_old_connections() around every task, as Django does around every request.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1_000_000)
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_TASK_SERIALIZER = "json"
@@ -302,6 +308,43 @@ CELERY_BEAT_SCHEDULE["actions-sweep-deliveries"] = {
 }
 
 #
+# Agents: registration and feedback files (agents/files.py, agents/services.py)
+#
+
+# The same caps for every off-chain file, whatever its URI scheme: registration files
+# are a few KB; 1 MiB leaves room for inline images without letting one URI fill memory.
+FILE_FETCH_MAX_BYTES = env.int("FILE_FETCH_MAX_BYTES", default=1024 * 1024)
+# Total seconds per HTTP fetch (connect, redirects, body); a slow-loris server is cut off.
+FILE_FETCH_TIMEOUT = env.float("FILE_FETCH_TIMEOUT", default=10.0)
+# ipfs:// URIs are fetched through these gateways, tried in order until one answers
+# (path style: {gateway}/ipfs/{cid}/{path}). Put your own gateway first in production:
+# public gateways rate-limit and are sometimes down.
+IPFS_GATEWAYS = env.list("IPFS_GATEWAYS", default=["https://ipfs.io", "https://dweb.link", "https://w3s.link"])
+# Waits (seconds) before re-trying a transient failure (timeout, 5xx, 429, connection
+# error); one retry per entry, then the file is in error until the re-fetch schedule.
+# Each stays below the broker's visibility timeout (1 h), so a retry is a countdown.
+FILE_FETCH_RETRY_DELAYS = [int(s) for s in env.list("FILE_FETCH_RETRY_DELAYS", default=["30", "120", "600", "1800"])]
+# http(s) files can change without an on-chain event, and failed files may come back:
+# both are read again after this long. ipfs and data: files are immutable once read.
+FILE_REFETCH_INTERVAL = env.int("FILE_REFETCH_INTERVAL", default=24 * 3600)
+# Files one beat tick schedules (re-fetch) or re-enqueues (sweeper): keeps each tick short.
+FILE_SWEEP_BATCH = env.int("FILE_SWEEP_BATCH", default=500)
+# A pending file whose attempt time passed this long ago lost its message (Redis restart,
+# worker killed): the sweeper enqueues it again. Longer than a fetch can take (3 gateways x 10 s).
+FILE_PENDING_GRACE_SECONDS = env.int("FILE_PENDING_GRACE_SECONDS", default=120)
+
+CELERY_BEAT_SCHEDULE["agents-refetch-files"] = {
+    "task": "agents.tasks.refetch_due_files",
+    "schedule": env.float("FILE_REFETCH_CHECK_INTERVAL", default=300.0),
+    "options": {"expires": 60},
+}
+CELERY_BEAT_SCHEDULE["agents-sweep-pending-files"] = {
+    "task": "agents.tasks.sweep_pending_files",
+    "schedule": env.float("FILE_SWEEP_INTERVAL", default=60.0),
+    "options": {"expires": 30},
+}
+
+#
 # Auth, i18n, static
 #
 
@@ -332,7 +375,28 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ("rest_framework.permissions.IsAuthenticatedOrReadOnly",),
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 50,
+    # One error body everywhere (erc8004/api.py, docs/api.md): status, code, detail,
+    # field errors for 400s, retry_after for 429s.
+    "EXCEPTION_HANDLER": "erc8004.api.api_exception_handler",
+    # The public read API (agents, feedback, chains, events) is anonymous; throttles keep
+    # one client from starving the others. Counters live in the shared Redis cache, so
+    # the limit holds across gunicorn workers and hosts (DRF throttles are a fairness
+    # tool, not a security boundary — reference/stack.md §4.4).
+    "DEFAULT_THROTTLE_RATES": {
+        # 20 requests/s sustained per IP: an explorer page makes a handful of calls.
+        # Counted in fixed windows in Redis (erc8004/api.py); an empty value disables.
+        "public_read_anon": env.str("API_THROTTLE_ANON", default="1200/min"),
+        # Signed-in clients (operators' own tools) get five times that.
+        "public_read_user": env.str("API_THROTTLE_USER", default="6000/min"),
+    },
+    # Proxies in front of the app that append to X-Forwarded-For (0 = direct); set it, or
+    # every client behind a load balancer shares the balancer's throttle bucket.
+    "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
 }
+# Public agent ids resolve through the deployments table (agents/api/selectors.py); it
+# changes a few times a year, so each process keeps it this many seconds (saves made
+# through the admin or the ORM in the same process clear it at once).
+API_DEPLOYMENTS_CACHE_SECONDS = env.float("API_DEPLOYMENTS_CACHE_SECONDS", default=10.0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "erc8004 API",
     "DESCRIPTION": "Index, triggers and actions for ERC-8004 Trustless Agents.",

@@ -13,5 +13,6 @@ urlpatterns = [
     path("api/v1/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("api/v1/status/", status_view, name="status"),
     path("api/v1/", include("indexing.urls")),
+    path("api/v1/", include("agents.urls")),
     path("", include("django_prometheus.urls")),
 ]

@@ -1,3 +1,10 @@
-"""Indexing API routes (chains status lives under /api/v1/chains/, added by the read API)."""
+"""Indexing API routes, mounted under /api/v1/ (erc8004/urls.py)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("chains/", api.ChainListApi.as_view(), name="chain-list"),
+    path("chains/<int:chain_id>/", api.ChainDetailApi.as_view(), name="chain-detail"),
+]

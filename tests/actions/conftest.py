@@ -39,6 +39,15 @@ def fast_ladder() -> Iterator[list[float]]:
 
 
 @pytest.fixture
+def unconsumed_queue() -> Iterator[str]:
+    """Publish sends to a queue no worker reads, so only the test's own senders send
+    (the session worker thread, once started, consumes the real actions queue)."""
+    queue = f"actions-unconsumed-{os.getpid()}-{time.monotonic_ns()}"
+    with override_settings(ACTIONS_QUEUE=queue):
+        yield queue
+
+
+@pytest.fixture
 def org():
     from erc8004.models import Organization
 

@@ -125,6 +125,34 @@ def test_delivery_create_inside_the_callers_transaction(webhook_destination):
     assert Delivery.objects.count() == 2
 
 
+def test_bulk_creation_for_one_event_fanning_out(org, webhook_destination, webhook_receiver):
+    from actions.services import DeliverySpec, deliveries_create
+
+    others = [
+        destination_create(organization=org, name=f"d{i}", channel="webhook", config={"url": webhook_receiver.url})
+        for i in range(3)
+    ]
+    webhook_receiver.secrets += [d.secret.reveal() for d in others]
+    already = make_delivery(others[0], key="event:1:dest:0")
+    specs = [
+        DeliverySpec(
+            destination=d,
+            payload=payload_build(destination=d, template=None, context=SAMPLE_CONTEXT),
+            idempotency_key=f"event:1:dest:{i}",
+            event_id=1,
+        )
+        for i, d in enumerate(others)
+    ]
+    with transaction.atomic():
+        rows = deliveries_create(specs=specs)
+        again = deliveries_create(specs=specs)  # a re-run of the same evaluation
+    assert [r.idempotency_key for r in rows] == ["event:1:dest:0", "event:1:dest:1", "event:1:dest:2"]
+    assert rows[0].pk == already.pk  # the existing row, not a second one
+    assert [r.pk for r in again] == [r.pk for r in rows]
+    assert Delivery.objects.count() == 3
+    assert send_due() == ["succeeded"] * 3
+
+
 def test_payload_is_frozen_and_names_its_delivery(webhook_destination):
     delivery = make_delivery(webhook_destination, match_id=9, trigger_id=3, event_id=7)
     body = json.loads(delivery.payload["body"])

@@ -116,7 +116,9 @@ def test_backpressure_keeps_rows_in_the_database_and_loses_nothing(webhook_desti
     assert set(webhook_receiver.accepted.values()) == {1}
 
 
-def test_crashed_sender_is_recovered_with_the_same_idempotency_key(webhook_destination, webhook_receiver):
+def test_crashed_sender_is_recovered_with_the_same_idempotency_key(
+    webhook_destination, webhook_receiver, unconsumed_queue
+):
     """A sender process is killed mid-request; its lease expires; the sweeper retries;
     the receiver sees the same webhook-id / Idempotency-Key both times."""
     delivery = make_delivery(webhook_destination, key="match:77:dest:1")
@@ -167,7 +169,7 @@ sys.exit(1 if pending else 0)
 """
 
 
-def test_telegram_pacing_is_shared_by_two_processes(telegram_destination, telegram_api):
+def test_telegram_pacing_is_shared_by_two_processes(telegram_destination, telegram_api, unconsumed_queue):
     """Two sender processes, one chat: Redis paces them to one message per second together."""
     ids = [make_delivery(telegram_destination).pk for _ in range(4)]
     senders = [
@@ -182,6 +184,10 @@ def test_telegram_pacing_is_shared_by_two_processes(telegram_destination, telegr
     times = sorted(m.at for m in telegram_api.chat(424242))
     assert len(times) == 4
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert min(gaps) >= 0.9, gaps  # never two in the same second, whichever process sent them
+    # Slots are one second apart in Redis time; arrival adds jitter (a process's first
+    # request also sets up its HTTP client; the machine may be busy). Without shared
+    # pacing each process would pace only itself: pairs ~0 s apart, all within ~1 s.
+    assert min(gaps) >= 0.5, gaps
+    assert times[-1] - times[0] >= 2.7, gaps
     assert telegram_api.refused == []
     assert Delivery.objects.filter(status="succeeded", attempt_count=1).count() == 4  # pacing spent no attempts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import subprocess
 import sys
@@ -113,3 +114,22 @@ def test_encrypted_field_stores_ciphertext():
 
 def test_field_is_not_editable_by_default():
     assert EncryptedTextField().editable is False
+
+
+@pytest.mark.django_db
+def test_secrets_reencrypt_command_rotates_to_the_first_key():
+    from django.core.management import call_command
+
+    from actions.models import Destination
+    from erc8004.models import Organization
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    org = Organization.objects.create(name="Rot", slug="rot")
+    with override_settings(SECRETS_ENCRYPTION_KEYS=[old]):
+        destination = Destination.objects.create(
+            organization=org, name="d", channel="webhook", config={}, secret="rotate-me-please-1234"
+        )
+    with override_settings(SECRETS_ENCRYPTION_KEYS=[new, old]):
+        call_command("secrets_reencrypt", stdout=io.StringIO())
+    with override_settings(SECRETS_ENCRYPTION_KEYS=[new]):
+        assert Destination.objects.get(pk=destination.pk).secret.reveal() == "rotate-me-please-1234"

@@ -86,9 +86,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(201, body, {"X-Auth-Seen": self.headers.get("Authorization", "")})
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # clients that give up early (caps, timeouts) are the point of these tests
+
+
 @pytest.fixture
 def server() -> Iterator[ThreadingHTTPServer]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd = _QuietServer(("127.0.0.1", 0), _Handler)
     httpd.daemon_threads = True
     httpd.hits = []  # type: ignore[attr-defined]
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -190,7 +197,7 @@ def test_dns_rebinding_is_checked_at_connect_time(server, monkeypatch):
         return real(host, port, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", rebinding)
-    with override_settings(OUTBOUND_ALLOWLIST=[]), pytest.raises(OutboundBlocked, match="127.0.0.1"):
+    with override_settings(OUTBOUND_ALLOWLIST=[]), pytest.raises(OutboundBlocked, match=r"127\.0\.0\.1"):
         outbound_request("GET", f"http://rebind.test:{server.server_address[1]}/")
     assert server.hits == []
 
@@ -207,7 +214,7 @@ def test_a_name_with_one_private_record_is_refused(monkeypatch):
         return real(host, port, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", mixed)
-    with pytest.raises(OutboundBlocked, match="10.1.1.1"):
+    with pytest.raises(OutboundBlocked, match=r"10\.1\.1\.1"):
         outbound_check_url("https://mixed.test/")
 
 
