@@ -34,6 +34,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from eth_utils import keccak
 
+from erc8004.bulk import bulk_insert, bulk_update
 from indexing.models import ChainEvent
 
 from .feedback_files import feedback_file_parse, feedback_hash_status
@@ -146,9 +147,9 @@ def registration_files_schedule(
             else:
                 row.status, row.next_attempt_at = FileStatus.UNSUPPORTED, None
                 row.error = "the agent has no URI"
-        RegistrationFile.objects.bulk_create(new_rows, batch_size=1000)
+        bulk_insert(new_rows)
         fields = ["uri", "status", "error", "attempts", "requested_at", "next_attempt_at", "next_refetch_at"]
-        RegistrationFile.objects.bulk_update(changed_rows, [*fields, *_CONTENT_RESET], batch_size=1000)
+        bulk_update(changed_rows, [*fields, *_CONTENT_RESET])
         if cleared:
             Agent.objects.filter(pk__in=cleared).update(**AGENT_FILE_FIELDS)
     return to_fetch
@@ -167,13 +168,12 @@ def feedback_files_schedule(
         uris = dict(Feedback.objects.filter(pk__in=pks).exclude(feedback_uri="").values_list("pk", "feedback_uri"))
         existing = set(FeedbackFile.objects.filter(pk__in=list(uris)).values_list("pk", flat=True))
         pending = {"status": FileStatus.PENDING, "attempts": 0, "error": "", "requested_at": now}
-        FeedbackFile.objects.bulk_create(
+        bulk_insert(
             [
                 FeedbackFile(feedback_id=pk, uri=uri, next_attempt_at=now, **pending)
                 for pk, uri in uris.items()
                 if pk not in existing
-            ],
-            batch_size=1000,
+            ]
         )
         to_fetch = [pk for pk in uris if pk not in existing]
         if force and existing:

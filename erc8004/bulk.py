@@ -19,15 +19,50 @@ from typing import Any
 from django.db import connection, models
 from psycopg2.extras import Json, execute_values
 
-__all__ = ("bulk_insert", "bulk_update")
+__all__ = ("bulk_insert", "bulk_update", "instance_fast")
+
+
+_DEFAULTS: dict[type, tuple[dict[str, Any], list[models.Field]]] = {}
+
+
+def instance_fast(model: type[models.Model], values: dict[str, Any]) -> models.Model:
+    """A model instance built without ``Model.__init__`` (about ten times cheaper).
+
+    For rows the indexer creates by the thousand. ``values`` are keyed by attname
+    (``chain_id``, not ``chain``); fields not given get their defaults (a callable
+    default is called per instance, so mutable defaults are never shared).
+    """
+    cached = _DEFAULTS.get(model)
+    if cached is None:
+        constant: dict[str, Any] = {}
+        callables: list[models.Field] = []
+        for field in model._meta.concrete_fields:
+            if field.has_default() and callable(field.default):
+                callables.append(field)
+            else:
+                constant[field.attname] = field.get_default() if field.has_default() else None
+        cached = _DEFAULTS[model] = (constant, callables)
+    constant, callables = cached
+    obj = model.__new__(model)
+    obj._state = models.base.ModelState()
+    data = obj.__dict__
+    data.update(constant)
+    for field in callables:
+        if field.attname not in values:
+            data[field.attname] = field.get_default()
+    data.update(values)
+    return obj
 
 
 def _is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _concrete_fields(model: type[models.Model], exclude_pk: bool = True) -> list[models.Field]:
-    return [f for f in model._meta.concrete_fields if not (exclude_pk and f.primary_key)]
+def _concrete_fields(model: type[models.Model]) -> list[models.Field]:
+    """Every column to write: all but an auto-increment primary key (a one-to-one
+    primary key, e.g. RegistrationFile.agent, is written like any other column)."""
+    auto = model._meta.pk if isinstance(model._meta.pk, models.AutoField) else None
+    return [f for f in model._meta.concrete_fields if f is not auto]
 
 
 def _value(field: models.Field, obj: models.Model) -> Any:

@@ -29,6 +29,7 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -38,7 +39,7 @@ from django.db.models import Min, Q
 from django.utils import timezone
 
 from erc8004 import metrics
-from erc8004.bulk import bulk_insert
+from erc8004.bulk import bulk_insert, instance_fast
 
 from .decoding import DecodedLog, LogDecodeError, known_topics, log_decode
 from .models import BlockRecord, Chain, ChainCursor, ChainEvent, ContractDeployment, RpcEndpoint, UnknownLog
@@ -288,25 +289,31 @@ def _commit_range(
     now = timezone.now()
     start = (cursor.last_block_number + 1) if cursor.last_block_number is not None else None
     rows = []
+    timestamps = {number: _timestamp(header) for number, header in headers.items()}
+    registries = {address: d.registry for address, d in deployments.items()}
+    max_age = chain.notify_max_age_seconds
     for log in decoded:
-        header = headers[log.block_number]
-        block_ts = _timestamp(header)
+        block_ts = timestamps[log.block_number]
         rows.append(
-            ChainEvent(
-                chain=chain,
-                block_number=log.block_number,
-                block_hash=log.block_hash,
-                block_timestamp=block_ts,
-                tx_hash=log.tx_hash,
-                tx_index=log.tx_index,
-                log_index=log.log_index,
-                address=log.address,
-                registry=deployments[log.address.lower()].registry,
-                event_type=log.event_type,
-                abi_version=log.abi_version,
-                agent_id=log.agent_id,
-                args=log.args,
-                is_backfill=(now - block_ts).total_seconds() > chain.notify_max_age_seconds,
+            instance_fast(
+                ChainEvent,
+                {
+                    "chain_id": chain.chain_id,
+                    "block_number": log.block_number,
+                    "block_hash": log.block_hash,
+                    "block_timestamp": block_ts,
+                    "tx_hash": log.tx_hash,
+                    "tx_index": log.tx_index,
+                    "log_index": log.log_index,
+                    "address": log.address,
+                    "registry": registries[log.address.lower()],
+                    "event_type": log.event_type,
+                    "abi_version": log.abi_version,
+                    "agent_id": None if log.agent_id is None else Decimal(log.agent_id),
+                    "args": log.args,
+                    "is_backfill": (now - block_ts).total_seconds() > max_age,
+                    "indexed_at": now,
+                },
             )
         )
     with transaction.atomic():

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from eth_abi import encode
 from eth_utils import keccak, to_checksum_address
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from indexing.decoding import EVENT_SPECS, LogDecodeError, known_topics, log_decode, spec_for_topic
 
@@ -234,3 +236,77 @@ def test_small_normalised_values_print_without_exponent():
         )
     )
     assert decoded.args["valueNormalized"] == "0.0000000005"
+
+
+#
+# The fast decoder agrees with eth-abi
+#
+
+LAYOUTS = [
+    ["uint64", "int128", "uint8", "bytes", "bytes", "bytes", "bytes", "bytes32"],  # NewFeedback v1
+    ["uint8", "bytes", "bytes32", "bytes"],  # ValidationResponse v1
+    ["bytes", "bytes"],  # MetadataSet
+    ["bool"],  # ApprovalForAll
+    ["uint8", "bytes32", "bytes", "bytes32"],  # NewFeedback v0.4
+]
+
+
+def _reference(types, data):
+    from eth_abi import decode
+
+    try:
+        return ("ok", list(decode(types, data, strict=True)))
+    except Exception:
+        return ("error", None)
+
+
+def _ours(types, data):
+    from indexing.decoding import abi_decode_strict
+
+    try:
+        values = abi_decode_strict(types, data)
+    except LogDecodeError:
+        return ("error", None)
+    return ("ok", values)
+
+
+@given(data=st.data())
+@settings(max_examples=300, deadline=None)
+def test_fast_decoder_matches_eth_abi_on_valid_data(data):
+    types = data.draw(st.sampled_from(LAYOUTS))
+    strategies = {
+        "uint64": st.integers(0, 2**64 - 1),
+        "uint8": st.integers(0, 255),
+        "int128": st.integers(-(2**127), 2**127 - 1),
+        "bool": st.booleans(),
+        "bytes32": st.binary(min_size=32, max_size=32),
+        "bytes": st.binary(max_size=200),
+    }
+    values = [data.draw(strategies[t]) for t in types]
+    encoded = encode(types, values)
+    assert _ours(types, encoded) == _reference(types, encoded) == ("ok", values)
+
+
+@given(data=st.data())
+@settings(max_examples=500, deadline=None)
+def test_fast_decoder_refuses_what_eth_abi_refuses(data):
+    types = data.draw(st.sampled_from(LAYOUTS))
+    raw = bytearray(
+        encode(
+            types,
+            [
+                0 if t.startswith(("u", "i")) else False if t == "bool" else b"" if t == "bytes" else b"\0" * 32
+                for t in types
+            ],
+        )
+    )
+    raw += data.draw(st.binary(max_size=64))
+    for _ in range(data.draw(st.integers(1, 4))):
+        if raw:
+            raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(raw)))
+    mangled = bytes(raw[:cut])
+    ours, reference = _ours(types, mangled), _reference(types, mangled)
+    assert ours[0] == reference[0], (ours, reference)
+    if ours[0] == "ok":
+        assert ours == reference
