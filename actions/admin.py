@@ -101,7 +101,6 @@ class DestinationAdmin(admin.ModelAdmin):
         "consecutive_failures",
         "breaker_opened_at",
         "breaker_retry_at",
-        "success_count",
         "failure_count",
         "last_success_at",
         "last_failure_at",

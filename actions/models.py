@@ -36,6 +36,9 @@ class BreakerState(models.TextChoices):
     HALF_OPEN = "half_open", "Half-open"
 
 
+SUCCESS_STAMP_SECONDS = 5
+
+
 class Destination(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="destinations")
     name = models.CharField(max_length=100)
@@ -63,8 +66,10 @@ class Destination(models.Model):
     failure_threshold = models.PositiveIntegerField(default=5)
     cooldown_seconds = models.PositiveIntegerField(default=60)
 
-    # Counters (attempt outcomes), for the admin and the API.
-    success_count = models.PositiveBigIntegerField(default=0)
+    # Health, for the admin and the API. Failures are counted; successes are counted by
+    # the metrics and the deliveries themselves — a counter written on every success
+    # would make this row a hot spot all workers queue on — and last_success_at is
+    # refreshed at most every SUCCESS_STAMP_SECONDS.
     failure_count = models.PositiveBigIntegerField(default=0)
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_failure_at = models.DateTimeField(null=True, blank=True)

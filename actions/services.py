@@ -55,6 +55,7 @@ from erc8004.queues import queue_depth
 
 from .channels import ChannelResult, channel_module
 from .models import (
+    SUCCESS_STAMP_SECONDS,
     WAITING_STATUSES,
     Attempt,
     AttemptOutcome,
@@ -90,6 +91,7 @@ __all__ = (
 logger = logging.getLogger("actions.services")
 
 SEND_TASK = "actions.tasks.send_delivery"
+
 _UNSET: Any = object()
 
 
@@ -574,8 +576,9 @@ def delivery_send(*, delivery_id: int) -> str:
     """Attempt one delivery if it is waiting and due; returns what happened
     (``succeeded``, ``retrying``, ``dead``, or why nothing was sent)."""
     now = timezone.now()
-    delivery = Delivery.objects.select_related("destination").filter(pk=delivery_id).first()
-    if delivery is None:
+    try:
+        delivery = Delivery.objects.select_related("destination").get(pk=delivery_id)
+    except Delivery.DoesNotExist:
         return "missing"
     if delivery.status not in WAITING_STATUSES:
         return f"skipped-{delivery.status}"
@@ -789,9 +792,14 @@ def _record_success(
         response_data=result.response_data,
         updated_at=now,
     )
-    Destination.objects.filter(pk=destination.pk).update(
-        consecutive_failures=0, success_count=F("success_count") + 1, last_success_at=now
-    )
+    # Reset the failure streak; the WHERE keeps this from writing (and locking) the
+    # destination row on every success of a busy destination.
+    Destination.objects.filter(
+        Q(consecutive_failures__gt=0)
+        | Q(last_success_at__isnull=True)
+        | Q(last_success_at__lt=now - timedelta(seconds=SUCCESS_STAMP_SECONDS)),
+        pk=destination.pk,
+    ).update(consecutive_failures=0, last_success_at=now)
     # Closed as far as we saw: skip the query (a success never opens it).
     if destination.breaker_state != BreakerState.CLOSED and (
         Destination.objects.filter(pk=destination.pk)
