@@ -113,7 +113,8 @@ class Delivery(models.Model):
     # Public id; the Standard Webhooks `webhook-id`, stable across retries.
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="deliveries")
-    destination = models.ForeignKey(Destination, on_delete=models.PROTECT, related_name="deliveries")
+    # Deleting a destination deletes its outbox and history: disable it to keep them.
+    destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="deliveries")
     kind = models.CharField(max_length=12, choices=DeliveryKind.choices, default=DeliveryKind.NOTIFICATION)
     status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     # Built by the caller, e.g. "match:<match id>:dest:<destination id>": the database
