@@ -486,7 +486,7 @@ def delivery_retract(*, delivery_id: int, reason: str = "chain reorganisation") 
 
     Idempotent: retracting twice returns the same retraction."""
     with transaction.atomic():
-        original = Delivery.objects.select_for_update().select_related("destination").get(pk=delivery_id)
+        original = Delivery.objects.select_for_update(of=("self",)).select_related("destination").get(pk=delivery_id)
         if original.kind == DeliveryKind.RETRACTION:
             raise ValueError("a retraction cannot be retracted")
         if original.status == DeliveryStatus.CANCELLED and original.attempt_count == 0:
