@@ -33,6 +33,7 @@ Rules that make it safe:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
@@ -519,8 +520,6 @@ def delivery_retract(*, delivery_id: int, reason: str = "chain reorganisation") 
 def _retraction_key(key: str) -> str:
     retraction_key = "retract:" + key
     if len(retraction_key) > 200:
-        import hashlib
-
         retraction_key = "retract:sha256:" + hashlib.sha256(key.encode()).hexdigest()
     return retraction_key
 

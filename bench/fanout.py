@@ -171,6 +171,7 @@ def main() -> int:
     from django.conf import settings
     from django.core.management import call_command
     from django.db import transaction
+    from django.db.models import Count
 
     from actions.models import Attempt, Delivery, Destination
     from actions.services import (
@@ -373,9 +374,7 @@ def main() -> int:
         )
 
         stats = receiver_stats(port)
-        counts = dict(
-            Delivery.objects.values_list("status").annotate(n=__import__("django.db.models").db.models.Count("id"))
-        )
+        counts = dict(Delivery.objects.values_list("status").annotate(n=Count("id")))
         print(f"receiver: {stats}; outbox: {counts}", flush=True)
         if stats["total"] != stats["unique"] or stats["bad_signature"]:
             print("WARNING: duplicates or bad signatures at the receiver", flush=True)
