@@ -67,7 +67,7 @@ def test_webhook_destination_gets_a_generated_signing_secret(org):
         ("telegram", {"chat_id": "1", "parse_mode": "Markdown"}, "parse_mode"),
         ("mcp", {"url": "https://example.com/mcp"}, "tool_name"),
         ("mcp", {"tool_name": "notify"}, "url"),
-        ("mcp", {"use_agent_endpoint": True, "tool_name": "notify"}, "use_agent_endpoint"),
+        ("mcp", {"use_agent_endpoint": True, "url": "https://example.com/mcp", "tool_name": "notify"}, "url"),
     ],
 )
 def test_config_is_validated_per_channel(org, channel, config, field):
