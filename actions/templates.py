@@ -21,7 +21,8 @@ Rendering rules
   ==========  =============================================================  ===========
 
   In MarkdownV2 the author must escape reserved characters in their own literal
-  text (``Block\\.`` not ``Block.``), exactly as Telegram requires.
+  text (``Block\\.`` not ``Block.``), exactly as Telegram requires. Whitespace and
+  newlines around ``{% … %}`` tags are kept as written; ``{%- … -%}`` trims them.
 * **Values.** ``None`` renders as an empty string, dicts and lists as compact
   JSON, datetimes as ISO 8601; one value is cut at ``VALUE_MAX_CHARS`` (with "…")
   *before* it is escaped, so truncation never splits an escape.
@@ -190,9 +191,9 @@ def _environment(mode: str) -> SandboxedEnvironment:
         undefined=StrictUndefined,
         autoescape=False,
         finalize=_finalizer(_ESCAPERS[mode]),
+        # Jinja's defaults: the text around tags stays exactly as written (a newline
+        # after {% endif %} is kept); authors trim with {%- -%} where they want to.
         keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
     )
 
 
