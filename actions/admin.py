@@ -54,8 +54,9 @@ class DestinationForm(forms.ModelForm):
             try:
                 data["config"] = channel_module(channel).config_clean(data["config"], secret=secret)
             except ValidationError as exc:
+                field_of = {"secret": "new_secret"}
                 raise ValidationError(
-                    {k if k in self.fields else "config": v for k, v in exc.message_dict.items()}
+                    {field_of.get(k, k if k in self.fields else "config"): v for k, v in exc.message_dict.items()}
                 ) from None
         return data
 
@@ -101,7 +102,6 @@ class DestinationAdmin(admin.ModelAdmin):
         "consecutive_failures",
         "breaker_opened_at",
         "breaker_retry_at",
-        "success_count",
         "failure_count",
         "last_success_at",
         "last_failure_at",
@@ -153,7 +153,15 @@ class DestinationAdmin(admin.ModelAdmin):
                     f"Generated signing secret (shown once, copy it to the receiver now): {created.secret.reveal()}",
                 )
             return
-        super().save_model(request, obj, form, change)
+        services.destination_update(
+            destination=obj,
+            name=obj.name,
+            config=obj.config,
+            enabled=obj.enabled,
+            rate_limit_per_minute=obj.rate_limit_per_minute,
+            failure_threshold=obj.failure_threshold,
+            cooldown_seconds=obj.cooldown_seconds,
+        )
         if new_secret:
             services.destination_secret_set(destination=obj, secret=new_secret)
 

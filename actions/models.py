@@ -36,6 +36,9 @@ class BreakerState(models.TextChoices):
     HALF_OPEN = "half_open", "Half-open"
 
 
+SUCCESS_STAMP_SECONDS = 5
+
+
 class Destination(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="destinations")
     name = models.CharField(max_length=100)
@@ -63,8 +66,10 @@ class Destination(models.Model):
     failure_threshold = models.PositiveIntegerField(default=5)
     cooldown_seconds = models.PositiveIntegerField(default=60)
 
-    # Counters (attempt outcomes), for the admin and the API.
-    success_count = models.PositiveBigIntegerField(default=0)
+    # Health, for the admin and the API. Failures are counted; successes are counted by
+    # the metrics and the deliveries themselves — a counter written on every success
+    # would make this row a hot spot all workers queue on — and last_success_at is
+    # refreshed at most every SUCCESS_STAMP_SECONDS.
     failure_count = models.PositiveBigIntegerField(default=0)
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_failure_at = models.DateTimeField(null=True, blank=True)
@@ -108,7 +113,8 @@ class Delivery(models.Model):
     # Public id; the Standard Webhooks `webhook-id`, stable across retries.
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="deliveries")
-    destination = models.ForeignKey(Destination, on_delete=models.PROTECT, related_name="deliveries")
+    # Deleting a destination deletes its outbox and history: disable it to keep them.
+    destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="deliveries")
     kind = models.CharField(max_length=12, choices=DeliveryKind.choices, default=DeliveryKind.NOTIFICATION)
     status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     # Built by the caller, e.g. "match:<match id>:dest:<destination id>": the database

@@ -33,6 +33,7 @@ Rules that make it safe:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
@@ -55,6 +56,7 @@ from erc8004.queues import queue_depth
 
 from .channels import ChannelResult, channel_module
 from .models import (
+    SUCCESS_STAMP_SECONDS,
     WAITING_STATUSES,
     Attempt,
     AttemptOutcome,
@@ -90,6 +92,7 @@ __all__ = (
 logger = logging.getLogger("actions.services")
 
 SEND_TASK = "actions.tasks.send_delivery"
+
 _UNSET: Any = object()
 
 
@@ -484,7 +487,7 @@ def delivery_retract(*, delivery_id: int, reason: str = "chain reorganisation") 
 
     Idempotent: retracting twice returns the same retraction."""
     with transaction.atomic():
-        original = Delivery.objects.select_for_update().select_related("destination").get(pk=delivery_id)
+        original = Delivery.objects.select_for_update(of=("self",)).select_related("destination").get(pk=delivery_id)
         if original.kind == DeliveryKind.RETRACTION:
             raise ValueError("a retraction cannot be retracted")
         if original.status == DeliveryStatus.CANCELLED and original.attempt_count == 0:
@@ -517,8 +520,6 @@ def delivery_retract(*, delivery_id: int, reason: str = "chain reorganisation") 
 def _retraction_key(key: str) -> str:
     retraction_key = "retract:" + key
     if len(retraction_key) > 200:
-        import hashlib
-
         retraction_key = "retract:sha256:" + hashlib.sha256(key.encode()).hexdigest()
     return retraction_key
 
@@ -574,8 +575,9 @@ def delivery_send(*, delivery_id: int) -> str:
     """Attempt one delivery if it is waiting and due; returns what happened
     (``succeeded``, ``retrying``, ``dead``, or why nothing was sent)."""
     now = timezone.now()
-    delivery = Delivery.objects.select_related("destination").filter(pk=delivery_id).first()
-    if delivery is None:
+    try:
+        delivery = Delivery.objects.select_related("destination").get(pk=delivery_id)
+    except Delivery.DoesNotExist:
         return "missing"
     if delivery.status not in WAITING_STATUSES:
         return f"skipped-{delivery.status}"
@@ -789,9 +791,14 @@ def _record_success(
         response_data=result.response_data,
         updated_at=now,
     )
-    Destination.objects.filter(pk=destination.pk).update(
-        consecutive_failures=0, success_count=F("success_count") + 1, last_success_at=now
-    )
+    # Reset the failure streak; the WHERE keeps this from writing (and locking) the
+    # destination row on every success of a busy destination.
+    Destination.objects.filter(
+        Q(consecutive_failures__gt=0)
+        | Q(last_success_at__isnull=True)
+        | Q(last_success_at__lt=now - timedelta(seconds=SUCCESS_STAMP_SECONDS)),
+        pk=destination.pk,
+    ).update(consecutive_failures=0, last_success_at=now)
     # Closed as far as we saw: skip the query (a success never opens it).
     if destination.breaker_state != BreakerState.CLOSED and (
         Destination.objects.filter(pk=destination.pk)

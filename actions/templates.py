@@ -21,7 +21,8 @@ Rendering rules
   ==========  =============================================================  ===========
 
   In MarkdownV2 the author must escape reserved characters in their own literal
-  text (``Block\\.`` not ``Block.``), exactly as Telegram requires.
+  text (``Block\\.`` not ``Block.``), exactly as Telegram requires. Whitespace and
+  newlines around ``{% … %}`` tags are kept as written; ``{%- … -%}`` trims them.
 * **Values.** ``None`` renders as an empty string, dicts and lists as compact
   JSON, datetimes as ISO 8601; one value is cut at ``VALUE_MAX_CHARS`` (with "…")
   *before* it is escaped, so truncation never splits an escape.
@@ -41,19 +42,22 @@ Rendering rules
 Context
 =======
 
-Templates see the dict the caller passes to ``actions.services.payload_build``. The
-triggers layer builds it with these top-level keys (each a dict, or ``None`` when
-not applicable; missing ones are set to ``None`` so ``| default`` works):
+Templates see the dict the caller passes to ``actions.services.payload_build`` — any
+dict; this module does not care what is in it. The triggers layer builds it
+(``triggers.services.evaluation_context_build``, documented in docs/triggers.md) with
+these top-level keys, each a dict or ``None`` when not applicable (missing ones are
+set to ``None`` so ``| default`` works):
 
 * ``event``: ``id``, ``type`` (``Registered``, ``NewFeedback``…), ``registry``,
-  ``chain_id``, ``block_number``, ``block_hash``, ``block_timestamp``,
-  ``transaction_hash``, ``log_index``, ``args`` (decoded event arguments);
-* ``agent``: ``chain_id``, ``agent_id``, ``owner``, ``name``, ``description``,
-  ``token_uri``… (the agent's read model);
+  ``chain_id``, ``block_number``, ``block_timestamp``, ``transaction_hash``,
+  ``log_index``, the decoded arguments…;
+* ``agent``: the agent's read-model view (``agents.selectors.agent_view``:
+  ``chain_id``, ``agent_id``, ``owner``, ``name``, ``services``…);
 * ``trigger``: ``id``, ``name``;
-* ``chain``: ``chain_id``, ``name``;
+* ``chain``: ``id``, ``name``;
 
 plus ``delivery_id`` (the uuid the delivery will carry), added by ``payload_build``.
+The defaults below use ``| default(…, true)`` so they render for any of these.
 Known residual risk: a template can still burn CPU in loops that print nothing
 (``range`` is capped at 100,000 per loop); templates are written by organisation
 members, not by the public.
@@ -187,9 +191,9 @@ def _environment(mode: str) -> SandboxedEnvironment:
         undefined=StrictUndefined,
         autoescape=False,
         finalize=_finalizer(_ESCAPERS[mode]),
+        # Jinja's defaults: the text around tags stays exactly as written (a newline
+        # after {% endif %} is kept); authors trim with {%- -%} where they want to.
         keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
     )
 
 
@@ -297,28 +301,28 @@ def _render_node(node: Any, context: Mapping[str, Any], *, path: str) -> Any:
 
 DEFAULT_TEXT_TEMPLATES: dict[str, str] = {
     "MarkdownV2": (
-        "*{{ trigger.name | default('Trigger') }}*: {{ event.type | default('event') }}\n"
-        "Agent {{ agent.agent_id | default('?') }}"
+        "*{{ trigger.name | default('Trigger', true) }}*: {{ event.type | default('event', true) }}\n"
+        "Agent {{ agent.agent_id | default('?', true) }}"
         "{% if agent.name is defined and agent.name %} — {{ agent.name }}{% endif %}\n"
-        "Chain {{ chain.name | default(event.chain_id | default('?')) }}, "
-        "block {{ event.block_number | default('?') }}\n"
-        "Tx `{{ event.transaction_hash | default('?') }}`"
+        "Chain {{ chain.name | default(chain.id | default(event.chain_id | default('?', true), true), true) }}, "
+        "block {{ event.block_number | default('?', true) }}\n"
+        "Tx `{{ event.transaction_hash | default('?', true) }}`"
     ),
     "HTML": (
-        "<b>{{ trigger.name | default('Trigger') }}</b>: {{ event.type | default('event') }}\n"
-        "Agent {{ agent.agent_id | default('?') }}"
+        "<b>{{ trigger.name | default('Trigger', true) }}</b>: {{ event.type | default('event', true) }}\n"
+        "Agent {{ agent.agent_id | default('?', true) }}"
         "{% if agent.name is defined and agent.name %} — {{ agent.name }}{% endif %}\n"
-        "Chain {{ chain.name | default(event.chain_id | default('?')) }}, "
-        "block {{ event.block_number | default('?') }}\n"
-        "Tx <code>{{ event.transaction_hash | default('?') }}</code>"
+        "Chain {{ chain.name | default(chain.id | default(event.chain_id | default('?', true), true), true) }}, "
+        "block {{ event.block_number | default('?', true) }}\n"
+        "Tx <code>{{ event.transaction_hash | default('?', true) }}</code>"
     ),
     "plain": (
-        "{{ trigger.name | default('Trigger') }}: {{ event.type | default('event') }}\n"
-        "Agent {{ agent.agent_id | default('?') }}"
+        "{{ trigger.name | default('Trigger', true) }}: {{ event.type | default('event', true) }}\n"
+        "Agent {{ agent.agent_id | default('?', true) }}"
         "{% if agent.name is defined and agent.name %} — {{ agent.name }}{% endif %}\n"
-        "Chain {{ chain.name | default(event.chain_id | default('?')) }}, "
-        "block {{ event.block_number | default('?') }}\n"
-        "Tx {{ event.transaction_hash | default('?') }}"
+        "Chain {{ chain.name | default(chain.id | default(event.chain_id | default('?', true), true), true) }}, "
+        "block {{ event.block_number | default('?', true) }}\n"
+        "Tx {{ event.transaction_hash | default('?', true) }}"
     ),
 }
 

@@ -155,6 +155,7 @@ def main() -> int:
         receiver_main(args.receiver)
         return 0
 
+    load_at_start = os.getloadavg()[0]  # other work on the machine skews every figure below
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/erc8004_bench_actions")
     os.environ.setdefault("REDIS_KEY_PREFIX", f"erc8004-bench-{os.getpid()}:")
     os.environ.setdefault("OUTBOUND_ALLOWLIST", "127.0.0.0/8")
@@ -170,6 +171,7 @@ def main() -> int:
     from django.conf import settings
     from django.core.management import call_command
     from django.db import transaction
+    from django.db.models import Count
 
     from actions.models import Attempt, Delivery, Destination
     from actions.services import (
@@ -332,6 +334,7 @@ def main() -> int:
 
         base = receiver_stats(port)["unique"]
         cpu_before = {w.pid: _cpu_seconds(w.pid) for w in workers}
+        own_cpu_before, receiver_cpu_before = time.process_time(), _cpu_seconds(receiver.pid)
         rounds = max(1, args.steady // len(destinations))
         total = rounds * len(destinations)
         samples: list[tuple[float, int]] = []
@@ -356,7 +359,14 @@ def main() -> int:
         hi = next(s for s in samples if s[1] - base >= 0.8 * total)
         steady = (hi[1] - lo[1]) / max(1e-9, hi[0] - lo[0])
         worker_cpu = sum(_cpu_seconds(w.pid) - cpu_before[w.pid] for w in workers)
-        print(f"worker CPU per delivery: {1000 * worker_cpu / total:.1f} ms", flush=True)
+        own_cpu = time.process_time() - own_cpu_before
+        receiver_cpu = _cpu_seconds(receiver.pid) - receiver_cpu_before
+        print(
+            f"CPU per delivery: workers {1000 * worker_cpu / total:.1f} ms, creating + publishing + beat "
+            f"{1000 * own_cpu / total:.1f} ms, receiver {1000 * receiver_cpu / total:.1f} ms "
+            f"(PostgreSQL and Redis not counted)",
+            flush=True,
+        )
         print(
             f"steady: {total} deliveries ({rounds} events x {len(destinations)}) created in {created:.2f}s, "
             f"drained {samples[-1][0] - t1:.2f}s after the first; 20-80 % rate {steady:.0f}/s",
@@ -364,14 +374,15 @@ def main() -> int:
         )
 
         stats = receiver_stats(port)
-        counts = dict(
-            Delivery.objects.values_list("status").annotate(n=__import__("django.db.models").db.models.Count("id"))
-        )
+        counts = dict(Delivery.objects.values_list("status").annotate(n=Count("id")))
         print(f"receiver: {stats}; outbox: {counts}", flush=True)
         if stats["total"] != stats["unique"] or stats["bad_signature"]:
             print("WARNING: duplicates or bad signatures at the receiver", flush=True)
         peak = max(_vm_hwm_mb(w.pid) for w in workers)
         print(f"workers: {args.workers} x {args.concurrency} threads; peak RSS per worker {peak:.0f} MB", flush=True)
+        print(
+            f"machine: {os.cpu_count()} CPUs, 1-min load average {load_at_start:.1f} when the run started", flush=True
+        )
         print(f"fanout_1000_s={fanout_s:.2f} steady_deliveries_per_s={steady:.0f} peak_rss_mb={peak:.0f}", flush=True)
         return 0
     finally:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import ipaddress
+import json
 import socket
 import ssl
 import threading
@@ -134,8 +135,6 @@ class OutboundResponse:
         return self.content.decode("utf-8", errors="replace")
 
     def json(self) -> Any:
-        import json
-
         return json.loads(self.content)
 
 

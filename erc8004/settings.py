@@ -162,8 +162,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Django's own rule (CONN_MAX_AGE, or after an error): erc8004/celery.py runs
 # close_old_connections() around every task, as Django does around every request.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1_000_000)
-CELERY_WORKER_SEND_TASK_EVENTS = True
-CELERY_TASK_SEND_SENT_EVENT = True
+# Task events feed Flower. They cost ~4 extra Redis publishes per task; a deployment
+# that does not watch a queue in Flower can turn them off for those workers.
+CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_WORKER_SEND_TASK_EVENTS", default=True)
+CELERY_TASK_SEND_SENT_EVENT = env.bool("CELERY_TASK_SEND_SENT_EVENT", default=True)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"

@@ -60,22 +60,28 @@ if TYPE_CHECKING:
     from ..models import Delivery, Destination
     from ..ratelimit import Bucket
 
-__all__ = ("config_clean", "payload_build", "rate_buckets", "retraction_payload", "send")
+__all__ = ("agent_mcp_endpoint", "config_clean", "payload_build", "rate_buckets", "retraction_payload", "send")
 
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_./-]{1,128}$")
 # JSON-RPC codes meaning "this call can never succeed as is".
 _PERMANENT_RPC_CODES = frozenset({-32601, -32602})
 
 
-def _agent_endpoint_selector() -> Any | None:
-    """``agents.selectors.agent_mcp_endpoint(*, chain_id, agent_id) -> str | None`` — the
-    MCP endpoint from the agent's registration file, once the agents read model
-    provides it."""
-    try:
-        from agents import selectors
-    except ImportError:
-        return None
-    return getattr(selectors, "agent_mcp_endpoint", None)
+def agent_mcp_endpoint(agent: Mapping[str, Any] | None) -> str | None:
+    """The MCP endpoint an agent publishes in its registration file: the first
+    ``services`` entry named ``MCP`` (case-insensitive) with an http(s) endpoint.
+
+    Read from the agent view the triggers layer puts in the template context
+    (``agents.selectors.agent_view``: ``services[{name, endpoint, version?}]``), so the
+    endpoint is the one known when the event was evaluated, frozen into the payload
+    like everything else, and no query is made here."""
+    for service in (agent or {}).get("services") or []:
+        if not isinstance(service, Mapping):
+            continue
+        endpoint = str(service.get("endpoint") or "").strip()
+        if str(service.get("name") or "").lower() == "mcp" and endpoint.lower().startswith(("https://", "http://")):
+            return endpoint
+    return None
 
 
 def config_clean(config: Mapping[str, Any], *, secret: str | None = None) -> dict[str, Any]:
@@ -88,11 +94,6 @@ def config_clean(config: Mapping[str, Any], *, secret: str | None = None) -> dic
     if use_agent:
         if url:
             errors["url"] = "leave empty when use_agent_endpoint is set"
-        if _agent_endpoint_selector() is None:
-            errors["use_agent_endpoint"] = (
-                "not available yet: needs the agents read model's agent_mcp_endpoint selector "
-                "(registration files); set an explicit url instead"
-            )
     elif not url:
         errors["url"] = "required (or set use_agent_endpoint)"
     else:
@@ -122,13 +123,13 @@ def config_clean(config: Mapping[str, Any], *, secret: str | None = None) -> dic
 def _endpoint(destination: Destination, context: Mapping[str, Any]) -> str:
     if not destination.config.get("use_agent_endpoint"):
         return destination.config["url"]
-    selector = _agent_endpoint_selector()
-    if selector is None:
-        raise PayloadError("use_agent_endpoint needs agents.selectors.agent_mcp_endpoint, which does not exist yet")
     agent = context.get("agent") or {}
-    url = selector(chain_id=agent.get("chain_id"), agent_id=agent.get("agent_id"))
+    url = agent_mcp_endpoint(agent)
     if not url:
-        raise PayloadError(f"agent {agent.get('agent_id')!r} publishes no MCP endpoint in its registration file")
+        raise PayloadError(
+            f"agent {agent.get('agent_id', '?')!r} publishes no MCP endpoint (a services entry named MCP) "
+            "in its registration file"
+        )
     try:
         outbound_validate_url(url)
     except OutboundError as exc:

@@ -21,6 +21,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from collections.abc import Mapping
@@ -144,8 +145,6 @@ def timeout_clean(value: Any, errors: dict[str, str]) -> float:
 
 
 def _body(data: Any) -> str:
-    import json
-
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 

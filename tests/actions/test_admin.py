@@ -62,6 +62,11 @@ def test_secret_is_write_only_through_the_form(admin_client, org, webhook_destin
     destination = Destination.objects.get(pk=webhook_destination.pk)
     assert destination.secret.reveal() == data["new_secret"]
     assert destination.previous_secret.reveal() == old  # rotation: the old key keeps signing for a while
+    bad = {**data, "new_secret": "not-a-webhook-secret"}
+    response = admin_client.post(url, bad)
+    assert response.status_code == 200
+    assert "whsec_" in response.content.decode()  # the field's error, not a crash
+    assert "not-a-webhook-secret" not in response.content.decode()  # and not echoed back
     data["config"] = '{"url": "http://10.0.0.1/"}'
     response = admin_client.post(url, data)
     assert response.status_code == 200

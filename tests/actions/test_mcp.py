@@ -134,8 +134,39 @@ def test_retraction_calls_the_tool_with_the_retraction_shape(mcp_destination, mc
     assert call["original_arguments"]["delivery_id"] == str(original.uuid)
 
 
-def test_agent_endpoint_option_is_behind_a_clear_error(org):
-    with pytest.raises(ValidationError, match="agent_mcp_endpoint"):
+def test_the_agents_own_mcp_endpoint(org, mcp_server):
+    """use_agent_endpoint: the MCP service in the event agent's registration file."""
+    from actions.services import payload_build
+    from actions.templates import PayloadError
+
+    destination = destination_create(
+        organization=org, name="a", channel="mcp", config={"use_agent_endpoint": True, "tool_name": "notify"}
+    )
+    with pytest.raises(ValidationError, match="leave empty"):
         destination_create(
-            organization=org, name="a", channel="mcp", config={"use_agent_endpoint": True, "tool_name": "notify"}
+            organization=org,
+            name="b",
+            channel="mcp",
+            config={"use_agent_endpoint": True, "url": mcp_server.url, "tool_name": "notify"},
         )
+    agent = {
+        "agent_id": "5",
+        "services": [
+            {"name": "A2A", "endpoint": "https://a2a.example/agent.json"},
+            {"name": "mcp", "endpoint": mcp_server.url, "version": "2025-06-18"},
+        ],
+    }
+    delivery = make_delivery(destination, context={"agent": agent, "event": {"id": 1, "type": "Registered"}})
+    assert delivery.payload["url"] == mcp_server.url
+    assert delivery_send(delivery_id=delivery.pk) == "succeeded"
+    assert mcp_server.calls[0]["agent"]["agent_id"] == "5"
+
+    for services, message in (
+        ([], "publishes no MCP endpoint"),
+        ([{"name": "MCP", "endpoint": "ipfs://not-http"}], "publishes no MCP endpoint"),
+        ([{"name": "MCP", "endpoint": "http://169.254.169.254/mcp"}], "refused"),
+    ):
+        with pytest.raises(PayloadError, match=message):
+            payload_build(
+                destination=destination, template=None, context={"agent": {"agent_id": "6", "services": services}}
+            )

@@ -67,7 +67,7 @@ def test_webhook_destination_gets_a_generated_signing_secret(org):
         ("telegram", {"chat_id": "1", "parse_mode": "Markdown"}, "parse_mode"),
         ("mcp", {"url": "https://example.com/mcp"}, "tool_name"),
         ("mcp", {"tool_name": "notify"}, "url"),
-        ("mcp", {"use_agent_endpoint": True, "tool_name": "notify"}, "use_agent_endpoint"),
+        ("mcp", {"use_agent_endpoint": True, "url": "https://example.com/mcp", "tool_name": "notify"}, "url"),
     ],
 )
 def test_config_is_validated_per_channel(org, channel, config, field):
@@ -189,7 +189,6 @@ def test_webhook_success(webhook_destination, webhook_receiver):
     attempt = Attempt.objects.get(delivery=delivery)
     assert (attempt.number, attempt.outcome, attempt.response_code) == (1, "success", 200)
     destination = Destination.objects.get(pk=webhook_destination.pk)
-    assert destination.success_count == 1
     assert destination.last_success_at
 
 

@@ -13,6 +13,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
@@ -131,7 +132,7 @@ def test_crashed_sender_is_recovered_with_the_same_idempotency_key(
             f"delivery_send(delivery_id={delivery.pk})",
         ],
         env=subprocess_env(),
-        cwd=str(__import__("django.conf").conf.settings.BASE_DIR),
+        cwd=settings.BASE_DIR,
     )
     try:
         assert webhook_receiver.wait_for(lambda r: r.arrivals[str(delivery.uuid)] == 1, timeout=30)
@@ -176,7 +177,7 @@ def test_telegram_pacing_is_shared_by_two_processes(telegram_destination, telegr
         subprocess.Popen(
             [sys.executable, "-c", _SENDER, *map(str, part)],
             env=subprocess_env(),
-            cwd=str(__import__("django.conf").conf.settings.BASE_DIR),
+            cwd=settings.BASE_DIR,
         )
         for part in (ids[:2], ids[2:])
     ]

@@ -171,3 +171,19 @@ def test_default_json_template():
     assert body["delivery_id"] == "d-1"
     assert body["event"]["args"]["score"] == 97
     assert set(body) == {"type", "delivery_id", "trigger", "event", "agent", "chain"}
+
+
+def test_default_templates_with_the_triggers_context_shape():
+    """chain is {id, name} there, names may be empty and agent ids are strings."""
+    context = {
+        "event": {"id": 1, "type": "Registered", "block_number": 9, "transaction_hash": "0xab"},
+        "agent": {"agent_id": "12", "name": ""},
+        "trigger": {"id": 2, "name": ""},
+        "chain": {"id": 8453, "name": ""},
+    }
+    text = parse_markdown_v2(
+        render_text(DEFAULT_TEXT_TEMPLATES["MarkdownV2"], context, mode="MarkdownV2", max_chars=4096)
+    )
+    assert text.startswith("Trigger: Registered")
+    assert "Agent 12\n" in text
+    assert "Chain 8453, block 9" in text
