@@ -73,7 +73,7 @@ def text_hash(value: str) -> str:
 
 
 class Agent(models.Model):
-    chain = models.ForeignKey(Chain, on_delete=models.PROTECT, related_name="agents")
+    chain = models.ForeignKey(Chain, on_delete=models.PROTECT, related_name="agents", db_index=False)
     identity_address = models.CharField(max_length=42, help_text="Identity registry (checksummed)")
     agent_id = models.DecimalField(**AGENT_ID_FIELD_KWARGS)
     owner = models.CharField(max_length=42, blank=True, default="")
@@ -194,7 +194,7 @@ class RegistrationFile(FetchedFile):
 
 
 class AgentMetadata(models.Model):
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="metadata")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="metadata", db_index=False)
     key = models.TextField()
     key_hash = models.CharField(max_length=32)
     value = models.TextField(help_text="0x hex of the raw bytes")
@@ -234,7 +234,8 @@ class OperatorApproval(models.Model):
 class Feedback(models.Model):
     """One ``giveFeedback``. Key: (agent, reputation registry, client, 1-based index)."""
 
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="feedback")
+    # Indexes (and the unique key) on feedback all start with agent: no separate one.
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="feedback", db_index=False)
     reputation_address = models.CharField(max_length=42)
     client_address = models.CharField(max_length=42)
     feedback_index = models.PositiveBigIntegerField(help_text="1-based per (agent, client)")
@@ -338,7 +339,7 @@ class FeedbackResponse(models.Model):
 class AgentTagStat(models.Model):
     """Per-agent reputation for one tag1 (averages only make sense within a tag)."""
 
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="tag_stats")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="tag_stats", db_index=False)
     tag1 = models.TextField()
     tag1_hash = models.CharField(max_length=32)
     count = models.PositiveIntegerField()
@@ -359,8 +360,8 @@ class Validation(models.Model):
         PENDING = "pending", "Pending"
         RESPONDED = "responded", "Responded"
 
-    chain = models.ForeignKey(Chain, on_delete=models.PROTECT, related_name="validations")
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="validations")
+    chain = models.ForeignKey(Chain, on_delete=models.PROTECT, related_name="validations", db_index=False)
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="validations", db_index=False)
     validation_address = models.CharField(max_length=42)
     request_hash = models.CharField(max_length=66)
     validator_address = models.CharField(max_length=42)

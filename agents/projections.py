@@ -32,7 +32,7 @@ from typing import Any
 from django.db.models import Count, Max, Q, Sum
 from eth_utils import to_checksum_address
 
-from erc8004.bulk import bulk_insert, bulk_update
+from erc8004.bulk import bulk_insert, bulk_update, bulk_upsert
 from indexing.models import ChainEvent, ContractDeployment, Registry
 
 from .models import (
@@ -46,7 +46,7 @@ from .models import (
     text_hash,
 )
 
-__all__ = ("agent_aggregates_refresh", "projection_apply", "projection_rebuild_agents")
+__all__ = ("ProjectionResult", "agent_aggregates_refresh", "projection_apply", "projection_rebuild_agents")
 
 logger = logging.getLogger("erc8004.agents.projections")
 
@@ -129,6 +129,7 @@ class _Batch:
     validations_new: set[tuple[str, str]] = field(default_factory=set)
     validations_changed: set[tuple[str, str]] = field(default_factory=set)
     next_legacy_index: dict[tuple[AgentKey, str, str], int] = field(default_factory=dict)
+    uri_touched: set[AgentKey] = field(default_factory=set)
 
     # Loading
 
@@ -224,6 +225,7 @@ class _Batch:
         self._identity_touched(event, agent)
 
     def _on_Registered(self, event: ChainEvent, key: AgentKey, agent: Agent, args: dict) -> None:
+        self.uri_touched.add(key)
         agent.owner = args["owner"]
         agent.agent_uri = args["agentURI"]
         agent.registration_seen = True
@@ -233,6 +235,7 @@ class _Batch:
         self._identity_touched(event, agent)
 
     def _on_URIUpdated(self, event: ChainEvent, key: AgentKey, agent: Agent, args: dict) -> None:
+        self.uri_touched.add(key)
         agent.agent_uri = args["newURI"]
         self._identity_touched(event, agent)
 
@@ -360,9 +363,8 @@ class _Batch:
             bulk_update(existing_changed, _AGENT_EVENT_FIELDS)
         self._flush_metadata()
         if self.operators:
-            OperatorApproval.objects.bulk_create(
+            bulk_upsert(
                 list(self.operators.values()),
-                update_conflicts=True,
                 unique_fields=("chain", "identity_address", "owner", "operator"),
                 update_fields=("approved", "updated_block"),
             )
@@ -381,10 +383,8 @@ class _Batch:
         for (key, _), row in self.metadata.items():
             row.agent = self.agents[key]
             rows.append(row)
-        AgentMetadata.objects.bulk_create(
+        bulk_upsert(
             rows,
-            batch_size=1000,
-            update_conflicts=True,
             unique_fields=("agent", "key_hash"),
             update_fields=("key", "value", "updated_block", "updated_at"),
         )
@@ -532,19 +532,34 @@ def agent_aggregates_refresh(*, agent_pks: list[int]) -> None:
     bulk_insert(stats)
 
 
-def projection_apply(*, chain_id: int, events: list[ChainEvent]) -> None:
+@dataclass(frozen=True)
+class ProjectionResult:
+    """What a batch changed that other work depends on: agents whose URI was set or
+    changed (their registration file must be fetched) and new feedback carrying a
+    file URI."""
+
+    uri_agent_pks: list[int]
+    file_feedback_pks: list[int]
+
+
+def projection_apply(*, chain_id: int, events: list[ChainEvent]) -> ProjectionResult:
     """Apply newly indexed events (chain order) to the read model."""
     if not events:
-        return
+        return ProjectionResult([], [])
     batch = _Batch(chain_id=chain_id, emitters=_emitters(chain_id))
     batch.load(events)
     for event in events:
         batch.handle(event)
     batch.flush()
+    return ProjectionResult(
+        uri_agent_pks=[batch.agents[k].pk for k in batch.uri_touched],
+        file_feedback_pks=[f.pk for f in batch.new_feedback.values() if f.pk and f.feedback_uri],
+    )
 
 
-def projection_rebuild_agents(*, chain_id: int, events: list[ChainEvent]) -> None:
-    """Re-project every agent (and operator set) the given removed events touched."""
+def projection_rebuild_agents(*, chain_id: int, events: list[ChainEvent]) -> list[int]:
+    """Re-project every agent (and operator set) the given removed events touched;
+    returns the pks of the agents that still exist (their URI may have changed)."""
     emitters = _emitters(chain_id)
     agent_keys: set[AgentKey] = set()
     owners: set[tuple[str, str]] = set()
@@ -556,17 +571,20 @@ def projection_rebuild_agents(*, chain_id: int, events: list[ChainEvent]) -> Non
             owners.add((emitter.identity_address, event.args["owner"]))
         elif event.agent_id is not None:
             agent_keys.add((emitter.identity_address, int(event.agent_id)))
+    rebuilt: list[int] = []
     if agent_keys:
-        _rebuild_agents(chain_id=chain_id, emitters=emitters, keys=agent_keys)
+        rebuilt = _rebuild_agents(chain_id=chain_id, emitters=emitters, keys=agent_keys)
     if owners:
         _rebuild_operators(chain_id=chain_id, emitters=emitters, owners=owners)
+    return rebuilt
 
 
 def _addresses_for_identity(emitters: dict[str, _Emitter], identity: str) -> list[str]:
     return [address for address, e in emitters.items() if e.identity_address == identity]
 
 
-def _rebuild_agents(*, chain_id: int, emitters: dict[str, _Emitter], keys: set[AgentKey]) -> None:
+def _rebuild_agents(*, chain_id: int, emitters: dict[str, _Emitter], keys: set[AgentKey]) -> list[int]:
+    kept: list[int] = []
     by_identity: dict[str, set[int]] = defaultdict(set)
     for identity, agent_id in keys:
         by_identity[identity].add(agent_id)
@@ -599,6 +617,8 @@ def _rebuild_agents(*, chain_id: int, emitters: dict[str, _Emitter], keys: set[A
         orphans = [a.pk for a in agents if not any((addr, int(a.agent_id)) in seen for addr in addresses)]
         if orphans:
             Agent.objects.filter(pk__in=orphans).delete()
+        kept += [a.pk for a in agents if a.pk not in orphans]
+    return kept
 
 
 def _rebuild_operators(*, chain_id: int, emitters: dict[str, _Emitter], owners: set[tuple[str, str]]) -> None:

@@ -35,7 +35,6 @@ from django.utils import timezone
 from eth_utils import keccak
 
 from erc8004.bulk import bulk_insert, bulk_update
-from indexing.models import ChainEvent
 
 from .feedback_files import feedback_file_parse, feedback_hash_status
 from .files import FetchedFile, FileFetchError, FileUnsupported, file_fetch, uri_scheme
@@ -48,7 +47,6 @@ __all__ = (
     "FetchOutcome",
     "feedback_file_fetch",
     "feedback_files_schedule",
-    "file_fetches_for_events",
     "files_refetch_due",
     "files_sweep",
     "registration_file_fetch",
@@ -180,51 +178,6 @@ def feedback_files_schedule(
             FeedbackFile.objects.filter(pk__in=existing).update(next_attempt_at=now, next_refetch_at=None, **pending)
             to_fetch.extend(existing)
     return sorted(to_fetch)
-
-
-def file_fetches_for_events(
-    *, chain_id: int, event_ids: list[int], removed_event_ids: list[int]
-) -> tuple[list[int], list[int]]:
-    """After the indexer commits: which registration files (agent pks) and feedback
-    files (feedback pks) to fetch. Registrations, URI updates and their reorg
-    removals may have changed an agent's URI (the schedule compares); new feedback
-    with a URI gets its file fetched."""
-    agent_keys: set[tuple[str, int]] = set()
-    feedback_event_ids: list[int] = []
-    ids = [*event_ids, *removed_event_ids]
-    for start in range(0, len(ids), 1000):
-        rows = ChainEvent.objects.filter(
-            pk__in=ids[start : start + 1000], event_type__in=("Registered", "URIUpdated", "NewFeedback")
-        ).values_list("pk", "event_type", "address", "agent_id", "removed")
-        for pk, event_type, address, agent_id, removed in rows:
-            if event_type == "NewFeedback":
-                if not removed:
-                    feedback_event_ids.append(pk)
-            elif agent_id is not None:
-                agent_keys.add((address, int(agent_id)))  # identity events: the emitter is the identity registry
-    agent_pks: list[int] = []
-    by_identity: dict[str, list[int]] = {}
-    for identity, agent_id in agent_keys:
-        by_identity.setdefault(identity, []).append(agent_id)
-    for identity, agent_ids in by_identity.items():
-        agent_pks.extend(
-            Agent.objects.filter(chain_id=chain_id, identity_address=identity, agent_id__in=agent_ids).values_list(
-                "pk", flat=True
-            )
-        )
-    feedback_pks: list[int] = []
-    for start in range(0, len(feedback_event_ids), 1000):
-        feedback_pks.extend(
-            Feedback.objects.filter(event_id__in=feedback_event_ids[start : start + 1000])
-            .exclude(feedback_uri="")
-            .values_list("pk", flat=True)
-        )
-    return registration_files_schedule(agent_pks=agent_pks), feedback_files_schedule(feedback_pks=feedback_pks)
-
-
-#
-# Fetching
-#
 
 
 def _raw_text(content: bytes) -> str:

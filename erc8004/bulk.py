@@ -19,7 +19,7 @@ from typing import Any
 from django.db import connection, models
 from psycopg2.extras import Json, execute_values
 
-__all__ = ("bulk_insert", "bulk_update", "instance_fast")
+__all__ = ("bulk_insert", "bulk_update", "bulk_upsert", "instance_fast")
 
 
 _DEFAULTS: dict[type, tuple[dict[str, Any], list[models.Field]]] = {}
@@ -137,3 +137,40 @@ def bulk_update(objs: Sequence[models.Model], fields: Sequence[str], *, page_siz
     rows = [(obj.pk, *(_value(f, obj) for f in chosen)) for obj in objs]
     with connection.cursor() as cursor:
         execute_values(cursor.cursor, sql, rows, template=template, page_size=page_size)
+
+
+def bulk_upsert(
+    objs: Sequence[models.Model], *, unique_fields: Sequence[str], update_fields: Sequence[str], page_size: int = 1000
+) -> None:
+    """Insert rows, or update ``update_fields`` of the row with the same unique key
+    (``bulk_create(update_conflicts=True)``, without Django's per-value preparation).
+    Primary keys are not set on the objects."""
+    if not objs:
+        return
+    model = type(objs[0])
+    if not _is_postgres():
+        model.objects.bulk_create(
+            objs,
+            batch_size=page_size,
+            update_conflicts=True,
+            unique_fields=unique_fields,
+            update_fields=update_fields,
+        )
+        return
+    _prepare(objs)
+    meta = model._meta
+    fields = _concrete_fields(model)
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    conflict = ", ".join(quote(meta.get_field(name).column) for name in unique_fields)
+    updates = ", ".join(
+        f"{quote(meta.get_field(name).column)} = EXCLUDED.{quote(meta.get_field(name).column)}"
+        for name in update_fields
+    )
+    sql = (
+        f"INSERT INTO {meta.db_table} ({columns}) VALUES %s "  # noqa: S608 - names from the model
+        f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
+    )
+    rows = [tuple(_value(f, obj) for f in fields) for obj in objs]
+    with connection.cursor() as cursor:
+        execute_values(cursor.cursor, sql, rows, page_size=page_size)

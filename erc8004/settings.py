@@ -206,6 +206,9 @@ INDEXING_MAX_BLOCKS_PER_POLL = env.int("INDEXING_MAX_BLOCKS_PER_POLL", default=1
 # ... and stops fetching once it holds this many logs, so one batch transaction (events +
 # projections) stays well under a second and a few MB however dense the history is.
 INDEXING_MAX_EVENTS_PER_BATCH = env.int("INDEXING_MAX_EVENTS_PER_BATCH", default=5000)
+# A poll fetches up to this many batches' worth of logs at once and commits them one
+# transaction per batch: fewer round trips than one fetch per batch, bounded memory.
+INDEXING_BATCHES_PER_POLL = env.int("INDEXING_BATCHES_PER_POLL", default=4)
 # Seconds one JSON-RPC request may take before the next endpoint is tried.
 INDEXING_RPC_TIMEOUT = env.float("INDEXING_RPC_TIMEOUT", default=10.0)
 # The per-chain poller lease; longer than a poll's hard time limit, so only a crashed

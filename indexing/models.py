@@ -162,7 +162,7 @@ class BlockRecord(models.Model):
     batch ended at. Re-checked within the chain's reorg window to detect reorgs; the
     common ancestor is the highest record whose hash still matches the node."""
 
-    chain = models.ForeignKey(Chain, on_delete=models.CASCADE, related_name="block_records")
+    chain = models.ForeignKey(Chain, on_delete=models.CASCADE, related_name="block_records", db_index=False)
     number = models.BigIntegerField()
     hash = models.CharField(max_length=66)
     parent_hash = models.CharField(max_length=66, blank=True, default="")
@@ -184,7 +184,8 @@ class ChainEvent(models.Model):
     never deletes a row; it sets ``removed`` so consumers can retract what they did.
     """
 
-    chain = models.ForeignKey(Chain, on_delete=models.PROTECT, related_name="events")
+    # No separate index on chain: every index and the unique key start with it.
+    chain = models.ForeignKey(Chain, on_delete=models.PROTECT, related_name="events", db_index=False)
     block_number = models.BigIntegerField()
     block_hash = models.CharField(max_length=66)
     block_timestamp = models.DateTimeField()

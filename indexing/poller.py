@@ -39,7 +39,7 @@ from django.db.models import Min, Q
 from django.utils import timezone
 
 from erc8004 import metrics
-from erc8004.bulk import bulk_insert, instance_fast
+from erc8004.bulk import bulk_insert, bulk_upsert, instance_fast
 
 from .decoding import DecodedLog, LogDecodeError, known_topics, log_decode
 from .models import BlockRecord, Chain, ChainCursor, ChainEvent, ContractDeployment, RpcEndpoint, UnknownLog
@@ -356,7 +356,7 @@ def _commit_range(
                 ],
                 ignore_conflicts=True,
             )
-        BlockRecord.objects.bulk_create(
+        bulk_upsert(
             [
                 BlockRecord(
                     chain=chain,
@@ -367,7 +367,6 @@ def _commit_range(
                 )
                 for number, header in sorted(headers.items())
             ],
-            update_conflicts=True,
             unique_fields=("chain", "number"),
             update_fields=("hash", "parent_hash", "timestamp"),
         )
@@ -480,7 +479,8 @@ def _poll_locked(*, chain: Chain, client: RpcClient | None, max_blocks: int) -> 
         logs, span, end = _fetch_logs_bounded(
             client, chain=chain, cursor=cursor, addresses=addresses, start=start, end=end
         )
-        numbers = sorted({int(log["blockNumber"], 16) for log in logs} | {end})
+        batches = _batches_by_block(logs, end=end, size=settings.INDEXING_MAX_EVENTS_PER_BATCH)
+        numbers = sorted({int(log["blockNumber"], 16) for log in logs} | {batch_end for batch_end, _ in batches})
         fetched = client.blocks_by_number(numbers)
         if any(h is None for h in fetched):
             raise NodeBehind("node returned no header for a block it gave logs for")
@@ -490,24 +490,33 @@ def _poll_locked(*, chain: Chain, client: RpcClient | None, max_blocks: int) -> 
                 # The chain moved between eth_getLogs and the headers: store nothing now;
                 # the next run re-checks hashes and fetches a consistent view.
                 return PollResult(chain_id, "retry", head=head, behind=True)
-        decoded, unknown = _decode_logs(logs, deployments)
-        indexed = _commit_range(
-            chain=chain,
-            cursor=cursor,
-            end=end,
-            headers=headers,
-            decoded=decoded,
-            unknown=unknown,
-            deployments=deployments,
-            span=span,
-        )
+        indexed_total = unknown_total = 0
+        for batch_end, batch_logs in batches:
+            decoded, unknown = _decode_logs(batch_logs, deployments)
+            batch_numbers = {int(log["blockNumber"], 16) for log in batch_logs} | {batch_end}
+            indexed = _commit_range(
+                chain=chain,
+                cursor=cursor,
+                end=batch_end,
+                headers={n: headers[n] for n in batch_numbers},
+                decoded=decoded,
+                unknown=unknown,
+                deployments=deployments,
+                span=span,
+            )
+            indexed_total += len(indexed)
+            unknown_total += len(unknown)
+            # The next batch builds on what this one committed (its cursor check).
+            cursor.last_block_number = batch_end
+            cursor.last_block_hash = headers[batch_end]["hash"].lower()
+            cursor.unknown_log_count += len(unknown)
         return PollResult(
             chain_id,
             "indexed",
             from_block=start,
             to_block=end,
-            events=len(indexed),
-            unknown=len(unknown),
+            events=indexed_total,
+            unknown=unknown_total,
             head=head,
             behind=end < safe_head,
         )
@@ -515,12 +524,33 @@ def _poll_locked(*, chain: Chain, client: RpcClient | None, max_blocks: int) -> 
         _persist_endpoint_health(client, chain)
 
 
+def _batches_by_block(logs: list[dict[str, Any]], *, end: int, size: int) -> list[tuple[int, list[dict[str, Any]]]]:
+    """Split a window's logs into transactions of about ``size`` events, cut only at
+    block boundaries (a block is never split); each batch ends just before the next
+    batch's first block, the last one at ``end``."""
+    if not logs:
+        return [(end, [])]
+    batches: list[tuple[int, list[dict[str, Any]]]] = []
+    current: list[dict[str, Any]] = []
+    current_block = None
+    for log in logs:
+        block = int(log["blockNumber"], 16)
+        if current and len(current) >= size and block != current_block:
+            batches.append((block - 1, current))
+            current = []
+        current.append(log)
+        current_block = block
+    batches.append((end, current))
+    return batches
+
+
 def _fetch_logs_bounded(
     client: RpcClient, *, chain: Chain, cursor: ChainCursor, addresses: list[str], start: int, end: int
 ) -> tuple[list[dict[str, Any]], int, int]:
-    """eth_getLogs over [start, end], stopping early once a batch holds enough events
-    that one transaction stays small; returns (logs, span, last block covered)."""
-    max_events = settings.INDEXING_MAX_EVENTS_PER_BATCH
+    """eth_getLogs over [start, end], stopping early once the run holds enough logs
+    to keep its memory bounded (the poll commits them in several transactions, so
+    nothing fetched is fetched again); returns (logs, span, last block covered)."""
+    max_events = settings.INDEXING_MAX_EVENTS_PER_BATCH * settings.INDEXING_BATCHES_PER_POLL
     span = cursor.span or chain.max_block_range
     logs: list[dict[str, Any]] = []
     block = start

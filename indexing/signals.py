@@ -17,9 +17,9 @@ Who listens (the one documented place; keep it current):
 ==================  =====================================  ==========================
 signal              receiver                               why
 ==================  =====================================  ==========================
-events_indexed      agents.receivers.project_indexed       projections, same txn
+events_indexed      agents.receivers.project_indexed       projections + file fetches
+                                                           marked pending, same txn
 events_removed      agents.receivers.project_removed       rebuild touched agents
-events_committed    agents.receivers.schedule_file_fetch   fetch registration files
 events_committed    triggers.receivers.schedule_evaluation evaluate triggers / retract
 ==================  =====================================  ==========================
 """

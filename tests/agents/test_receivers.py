@@ -1,62 +1,45 @@
-"""agents/receivers.py: after the indexer commits, agents whose URI changed get their
-file fetched by a real Celery worker over the real Redis broker; a broker failure
-leaves pending rows for the sweeper instead of raising into the indexer."""
+"""agents/receivers.py: projections and file scheduling run inside the indexer's
+transaction when it announces events (the real signal, real rows)."""
 
 from __future__ import annotations
 
-import json
-import time
-
 import pytest
 
-from agents.models import Agent, FileStatus, RegistrationFile
+from agents.models import Agent, FeedbackFile, FileStatus, RegistrationFile
 from indexing.models import ChainEvent
-from indexing.signals import events_committed
+from indexing.signals import events_indexed
+from tests.fixtures.factories import CLIENT, make_event, make_feedback_event
 
-from .factories import CHAIN_ID, IDENTITY, agent_make, chain_make, event_make
+pytestmark = pytest.mark.django_db
 
-
-def wait_for(predicate, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
+OWNER = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
 
 
-@pytest.mark.integration
-@pytest.mark.django_db(transaction=True)
-def test_registration_event_leads_to_a_fetched_file(celery_worker, file_server):
-    chain = chain_make()
-    backlink = {"agentId": 60, "agentRegistry": f"eip155:{CHAIN_ID}:{IDENTITY}"}
-    body = {"name": "worker agent", "registrations": [backlink]}
-    uri = file_server.route("/60.json", json.dumps(body), fail_first=1)  # one 503 first: retried by countdown
-    agent = agent_make(chain, 60, agent_uri=uri)
-    event = event_make(chain, "Registered", agent_id=60, args={"agentId": "60", "agentURI": uri})
-    with pytest.MonkeyPatch.context() as mp:
-        from django.conf import settings
-
-        mp.setattr(settings, "FILE_FETCH_RETRY_DELAYS", [1])
-        events_committed.send(sender=ChainEvent, chain_id=CHAIN_ID, event_ids=[event.pk], removed_event_ids=[])
-        assert wait_for(lambda: RegistrationFile.objects.filter(pk=agent.pk, status=FileStatus.OK).exists())
-    agent = Agent.objects.get(pk=agent.pk)
-    assert agent.name == "worker agent"
-    assert agent.registrations_backlink is True
-    assert file_server.count("/60.json") == 2
+def announce(events):
+    events_indexed.send(sender=ChainEvent, chain_id=events[0].chain_id, events=events)
 
 
-@pytest.mark.django_db
-def test_a_broker_failure_does_not_raise_and_leaves_pending_rows(monkeypatch, file_server):
-    from agents import tasks
+def test_a_registration_marks_its_file_pending_in_the_same_transaction():
+    registered = make_event(
+        "Registered", {"agentId": "50", "agentURI": "https://agent.example/50.json", "owner": OWNER}, agent_id=50
+    )
+    announce([registered])
+    agent = Agent.objects.get(agent_id=50)
+    row = RegistrationFile.objects.get(pk=agent.pk)
+    assert (row.status, row.uri) == (FileStatus.PENDING, "https://agent.example/50.json")
+    # The same URI again (a re-announced event) schedules nothing new.
+    announce([registered])
+    assert RegistrationFile.objects.get(pk=agent.pk).requested_at == row.requested_at
 
-    chain = chain_make()
-    agent = agent_make(chain, 61, agent_uri=file_server.url("/61.json"))
-    event = event_make(chain, "URIUpdated", agent_id=61, args={"agentId": "61", "newURI": agent.agent_uri})
 
-    def broker_down(*args, **kwargs):
-        raise ConnectionError("broker down")
-
-    monkeypatch.setattr(tasks.fetch_registration_file, "delay", broker_down)
-    events_committed.send(sender=ChainEvent, chain_id=CHAIN_ID, event_ids=[event.pk], removed_event_ids=[])
-    assert RegistrationFile.objects.get(pk=agent.pk).status == FileStatus.PENDING
+def test_new_feedback_with_a_file_is_scheduled_and_without_one_is_not():
+    make_event("Registered", {"agentId": "51", "agentURI": "", "owner": OWNER}, agent_id=51)
+    with_file = make_feedback_event(agent_id=51, index=1, client=CLIENT)
+    with_file.args["feedbackURI"] = "ipfs://bafy" + "a" * 40
+    with_file.save()
+    without = make_feedback_event(agent_id=51, index=2, client=CLIENT)
+    announce([*ChainEvent.objects.filter(event_type="Registered", agent_id=51), with_file, without])
+    agent = Agent.objects.get(agent_id=51)
+    assert RegistrationFile.objects.get(pk=agent.pk).status == FileStatus.UNSUPPORTED  # no URI: nothing to fetch
+    scheduled = {f.feedback_index: FeedbackFile.objects.filter(pk=f.pk).exists() for f in agent.feedback.all()}
+    assert scheduled == {1: True, 2: False}

@@ -17,14 +17,13 @@ from agents.models import Agent, FeedbackFile, FileStatus, RegistrationFile
 from agents.services import (
     feedback_file_fetch,
     feedback_files_schedule,
-    file_fetches_for_events,
     files_refetch_due,
     files_sweep,
     registration_file_fetch,
     registration_files_schedule,
 )
 
-from .factories import CHAIN_ID, IDENTITY, address, agent_make, chain_make, event_make, feedback_make
+from .factories import CHAIN_ID, IDENTITY, address, agent_make, chain_make, feedback_make
 
 pytestmark = pytest.mark.django_db
 
@@ -277,18 +276,3 @@ def test_sweeper_finds_lost_messages_missing_rows_and_changed_uris(chain, file_s
     assert feedback == [lost_feedback.pk]
     # Swept rows are not sent again before another grace period.
     assert files_sweep(now=now + timedelta(seconds=10)) == ([], [])
-
-
-def test_events_schedule_registration_and_feedback_files(chain, file_server):
-    agent = agent_make(chain, 50, agent_uri=file_server.url("/50.json"))
-    registered = event_make(chain, "Registered", agent_id=50, args={"agentId": "50", "agentURI": agent.agent_uri})
-    other = event_make(chain, "Transfer", agent_id=50)
-    new_feedback = event_make(chain, "NewFeedback", agent_id=50, registry="reputation")
-    feedback = feedback_make(agent, address(1), 1, 5, feedback_uri=file_server.url("/fb.json"), event=new_feedback)
-    ids = [registered.pk, other.pk, new_feedback.pk]
-    assert file_fetches_for_events(chain_id=CHAIN_ID, event_ids=ids, removed_event_ids=[]) == (
-        [agent.pk],
-        [feedback.pk],
-    )
-    # Nothing changed: nothing to fetch again.
-    assert file_fetches_for_events(chain_id=CHAIN_ID, event_ids=ids, removed_event_ids=[]) == ([], [])
