@@ -14,6 +14,8 @@ On other databases (the embedded SQLite default) they fall back to the ORM.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from django.db import connection, models
@@ -72,15 +74,64 @@ def _value(field: models.Field, obj: models.Model) -> Any:
     return value
 
 
-def _prepare(objs: Iterable[models.Model]) -> None:
-    """Fill defaults and FK ids the way ``Model.save`` would (e.g. auto_now_add)."""
+@dataclass(frozen=True)
+class _Plan:
+    """Per-model precomputation so a row is one C-level ``attrgetter`` call."""
+
+    fields: list[models.Field]
+    getter: Any
+    json_positions: tuple[int, ...]
+    auto_fields: tuple[models.Field, ...]
+    relations: tuple[models.Field, ...]
+
+
+_PLANS: dict[type, _Plan] = {}
+
+
+def _plan(model: type[models.Model]) -> _Plan:
+    plan = _PLANS.get(model)
+    if plan is None:
+        fields = _concrete_fields(model)
+        plan = _PLANS[model] = _Plan(
+            fields=fields,
+            getter=attrgetter(*(f.attname for f in fields)),
+            json_positions=tuple(i for i, f in enumerate(fields) if isinstance(f, models.JSONField)),
+            auto_fields=tuple(
+                f for f in fields if getattr(f, "auto_now_add", False) or getattr(f, "auto_now", False)
+            ),
+            relations=tuple(f for f in fields if f.is_relation),
+        )
+    return plan
+
+
+def _rows(objs: Sequence[models.Model], plan: _Plan) -> list[tuple]:
+    getter = plan.getter
+    single = len(plan.fields) == 1  # attrgetter of one name returns the value, not a tuple
+    rows = [(getter(obj),) for obj in objs] if single else [getter(obj) for obj in objs]
+    if plan.json_positions:
+        positions = plan.json_positions
+        fixed = []
+        for row in rows:
+            row = list(row)
+            for i in positions:
+                if row[i] is not None:
+                    row[i] = Json(row[i])
+            fixed.append(tuple(row))
+        rows = fixed
+    return rows
+
+
+def _prepare(objs: Iterable[models.Model], plan: _Plan) -> None:
+    """Fill auto timestamps and FK ids the way ``Model.save`` would."""
+    if not plan.auto_fields and not plan.relations:
+        return
     for obj in objs:
-        for field in obj._meta.concrete_fields:
-            if getattr(field, "auto_now_add", False) or getattr(field, "auto_now", False):
-                if getattr(obj, field.attname) is None:
-                    setattr(obj, field.attname, field.pre_save(obj, add=True))
-            elif field.is_relation and getattr(obj, field.attname) is None:
-                related = getattr(obj, field.name, None)
+        for field in plan.auto_fields:
+            if getattr(obj, field.attname) is None:
+                setattr(obj, field.attname, field.pre_save(obj, add=True))
+        for field in plan.relations:
+            if getattr(obj, field.attname) is None:
+                related = obj._state.fields_cache.get(field.name) if hasattr(obj._state, "fields_cache") else None
                 if related is not None and related.pk is not None:
                     setattr(obj, field.attname, related.pk)
 
@@ -92,13 +143,14 @@ def bulk_insert(objs: Sequence[models.Model], *, page_size: int = 1000) -> list[
     model = type(objs[0])
     if not _is_postgres():
         return model.objects.bulk_create(objs, batch_size=page_size)
-    _prepare(objs)
-    fields = _concrete_fields(model)
+    plan = _plan(model)
+    _prepare(objs, plan)
+    fields = plan.fields
     table = model._meta.db_table
     pk = model._meta.pk.column
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     sql = f"INSERT INTO {table} ({columns}) VALUES %s RETURNING {pk}"  # noqa: S608 - names from the model
-    rows = [tuple(_value(f, obj) for f in fields) for obj in objs]
+    rows = _rows(objs, plan)
     with connection.cursor() as cursor:
         ids = execute_values(cursor.cursor, sql, rows, page_size=page_size, fetch=True)
     for obj, (pk_value,) in zip(objs, ids, strict=True):
@@ -157,9 +209,10 @@ def bulk_upsert(
             update_fields=update_fields,
         )
         return
-    _prepare(objs)
+    plan = _plan(model)
+    _prepare(objs, plan)
     meta = model._meta
-    fields = _concrete_fields(model)
+    fields = plan.fields
     quote = connection.ops.quote_name
     columns = ", ".join(quote(f.column) for f in fields)
     conflict = ", ".join(quote(meta.get_field(name).column) for name in unique_fields)
@@ -171,6 +224,6 @@ def bulk_upsert(
         f"INSERT INTO {meta.db_table} ({columns}) VALUES %s "  # noqa: S608 - names from the model
         f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
     )
-    rows = [tuple(_value(f, obj) for f in fields) for obj in objs]
+    rows = _rows(objs, plan)
     with connection.cursor() as cursor:
         execute_values(cursor.cursor, sql, rows, page_size=page_size)
