@@ -461,8 +461,14 @@ def _retraction_key(key: str) -> str:
     return retraction_key
 
 
-def destination_test(*, destination: Destination) -> Delivery:
-    """Queue a ``test`` delivery with a sample event (the "send a test" button)."""
+def destination_test(
+    *, destination: Destination, template: Any = None, trigger_id: int | None = None, trigger_name: str = ""
+) -> Delivery:
+    """Queue a ``test`` delivery with a sample event (the "send a test" button).
+
+    With ``template`` (a trigger action's), the test renders what that action would
+    send; ``trigger_id`` files the delivery under the trigger. A template that cannot
+    render the sample raises ``PayloadError`` before anything is queued."""
     context = {
         "event": {
             "id": 0,
@@ -477,15 +483,16 @@ def destination_test(*, destination: Destination) -> Delivery:
             "args": {"agentId": 1},
         },
         "agent": {"chain_id": 1, "agent_id": 1, "name": "Test agent (this is a test message)"},
-        "trigger": {"id": 0, "name": f"Test of {destination.name}"},
+        "trigger": {"id": trigger_id or 0, "name": trigger_name or f"Test of {destination.name}"},
         "chain": {"chain_id": 1, "name": "test"},
     }
-    payload = payload_build(destination=destination, template=None, context=context)
+    payload = payload_build(destination=destination, template=template or None, context=context)
     return delivery_create(
         destination=destination,
         kind=DeliveryKind.TEST,
         payload=payload,
         idempotency_key=f"test:{destination.pk}:{payload['delivery_id']}",
+        trigger_id=trigger_id,
     )
 
 

@@ -13,6 +13,7 @@ duplicated message finds the event already claimed.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
@@ -27,6 +28,7 @@ from django.utils import timezone
 
 from actions.models import Delivery, Destination
 from actions.services import delivery_create, delivery_retract, payload_build
+from actions.templates import TemplateError, template_check
 from agents.selectors import agent_views_for_events
 from erc8004 import metrics
 from indexing.models import ChainCursor, ChainEvent, Registry
@@ -127,15 +129,80 @@ _POLICY_FIELDS = (
 )
 
 
+def _template_problem(destination: Destination, template: str) -> str | None:
+    """Why a template cannot work for this destination's channel, checked when the
+    trigger is saved (a syntax error must not wait for the first match to surface
+    as a dead delivery). Telegram: a text template in the destination's parse mode;
+    webhook and MCP: a JSON document whose strings are templates."""
+    if not template.strip():
+        return None
+    try:
+        if destination.channel == "telegram":
+            template_check(template, mode=destination.config.get("parse_mode", "MarkdownV2"))
+            return None
+        try:
+            document = json.loads(template)
+        except ValueError as exc:
+            return f"a {destination.channel} template is a JSON document: {exc}"
+        pending = [document]
+        while pending:
+            node = pending.pop()
+            if isinstance(node, dict):
+                pending.extend(node.values())
+            elif isinstance(node, list):
+                pending.extend(node)
+            elif isinstance(node, str):
+                template_check(node)
+        if destination.channel == "mcp" and not isinstance(document, dict):
+            return "MCP tool arguments must be a JSON object"
+    except TemplateError as exc:
+        return str(exc)
+    return None
+
+
 def _actions_validate(organization_id: int, actions: list[ActionSpec]) -> None:
+    """Errors are ``actions[<index>].<field>: <why>`` — the API nests them by index."""
     errors = []
     for i, action in enumerate(actions):
         if action.destination.organization_id != organization_id:
             errors.append(f"actions[{i}].destination: no such destination")
-        if len(action.template) > 8000:
+        elif len(action.template) > 8000:
             errors.append(f"actions[{i}].template: at most 8000 characters")
+        else:
+            problem = _template_problem(action.destination, action.template)
+            if problem:
+                errors.append(f"actions[{i}].template: {problem}")
     if errors:
         raise ValidationError({"actions": errors})
+
+
+def _trigger_check(trigger: Trigger, organization_id: int, actions: list[ActionSpec] | None) -> None:
+    """Filters, conditions, policy and actions validated together: one
+    ``ValidationError`` carrying every problem, so a caller fixes them in one go."""
+    errors: dict[str, list[str]] = {}
+    try:
+        trigger_validate(
+            chain_ids=trigger.chain_ids,
+            registries=trigger.registries,
+            event_types=trigger.event_types,
+            conditions=trigger.conditions,
+            confirmation_mode=trigger.confirmation_mode,
+            confirmations=trigger.confirmations,
+        )
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    if actions is not None:
+        try:
+            _actions_validate(organization_id, actions)
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
+    try:
+        trigger.full_clean(exclude=("conditions", "chain_ids", "registries", "event_types", "recent_fires"))
+    except ValidationError as exc:
+        for field, messages in exc.message_dict.items():
+            errors.setdefault(field, []).extend(messages)
+    if errors:
+        raise ValidationError(errors)
 
 
 @transaction.atomic
@@ -166,17 +233,8 @@ def trigger_create(
         created_by=created_by,
         **policy,
     )
-    trigger_validate(
-        chain_ids=trigger.chain_ids,
-        registries=trigger.registries,
-        event_types=trigger.event_types,
-        conditions=trigger.conditions,
-        confirmation_mode=trigger.confirmation_mode,
-        confirmations=trigger.confirmations,
-    )
     actions = actions or []
-    _actions_validate(organization.pk, actions)
-    trigger.full_clean(exclude=("conditions", "chain_ids", "registries", "event_types", "recent_fires"))
+    _trigger_check(trigger, organization.pk, actions)
     trigger.save()
     TriggerAction.objects.bulk_create(
         [
@@ -200,18 +258,9 @@ def trigger_update(*, trigger: Trigger, actions: list[ActionSpec] | None = None,
     trigger = Trigger.objects.select_for_update().get(pk=trigger.pk)
     for name, value in fields.items():
         setattr(trigger, name, value)
-    trigger_validate(
-        chain_ids=trigger.chain_ids,
-        registries=trigger.registries,
-        event_types=trigger.event_types,
-        conditions=trigger.conditions,
-        confirmation_mode=trigger.confirmation_mode,
-        confirmations=trigger.confirmations,
-    )
-    trigger.full_clean(exclude=("conditions", "chain_ids", "registries", "event_types", "recent_fires"))
+    _trigger_check(trigger, trigger.organization_id, actions)
     trigger.save()
     if actions is not None:
-        _actions_validate(trigger.organization_id, actions)
         trigger.actions.all().delete()
         TriggerAction.objects.bulk_create(
             [
