@@ -173,7 +173,10 @@ def organization_delete(*, organization: Organization) -> None:
     from django.db.models.deletion import ProtectedError
 
     with transaction.atomic():
-        # Deliveries protect their destinations: remove the history first.
+        # Trigger actions and deliveries protect destinations (PROTECT, so nothing
+        # deletes a destination in use by accident): remove them first, through the
+        # reverse relations (this floor imports no app).
+        organization.triggers.all().delete()
         organization.deliveries.all().delete()
         try:
             organization.delete()
