@@ -43,11 +43,13 @@ __all__ = (
     "events_evaluate",
     "events_retract",
     "pending_confirmations_process",
+    "trigger_actions_validate",
     "trigger_create",
     "trigger_dry_run",
     "trigger_keys_rebuild",
     "trigger_update",
     "trigger_validate",
+    "trigger_watched_events",
     "triggers_sweep",
 )
 
@@ -158,6 +160,12 @@ def _template_problem(destination: Destination, template: str) -> str | None:
     except TemplateError as exc:
         return str(exc)
     return None
+
+
+def trigger_actions_validate(*, organization_id: int, actions: list[ActionSpec]) -> None:
+    """Check a trigger's actions on their own (the admin's inline formset calls this
+    before anything is saved). Errors are ``actions[<index>].<field>: <why>``."""
+    _actions_validate(organization_id, actions)
 
 
 def _actions_validate(organization_id: int, actions: list[ActionSpec]) -> None:
@@ -676,6 +684,19 @@ class DryRunResult:
     matched: bool
     skipped: str = ""
     messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+def trigger_watched_events(*, trigger: Trigger, limit: int = 20) -> list[ChainEvent]:
+    """The last ``limit`` indexed events the trigger watches (its chains, registries
+    and event types), oldest first: what a dry run without an event id replays."""
+    qs = ChainEvent.objects.filter(removed=False).select_related("chain")
+    if trigger.chain_ids:
+        qs = qs.filter(chain_id__in=trigger.chain_ids)
+    if trigger.registries:
+        qs = qs.filter(registry__in=trigger.registries)
+    if trigger.event_types:
+        qs = qs.filter(event_type__in=trigger.event_types)
+    return list(qs.order_by("-id")[:limit])[::-1]
 
 
 def trigger_dry_run(

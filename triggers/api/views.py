@@ -39,7 +39,14 @@ from erc8004.models import Role
 from indexing.models import ChainEvent
 
 from ..models import Trigger, TriggerAction
-from ..services import ActionSpec, trigger_create, trigger_dry_run, trigger_update, trigger_validate
+from ..services import (
+    ActionSpec,
+    trigger_create,
+    trigger_dry_run,
+    trigger_update,
+    trigger_validate,
+    trigger_watched_events,
+)
 from .serializers import (
     DryRunRequestSerializer,
     DryRunSerializer,
@@ -220,14 +227,7 @@ class TriggerViewSet(OrganizationScopedMixin, viewsets.ModelViewSet):
         if data.validated_data.get("event_id"):
             events = [get_object_or_404(ChainEvent.objects.select_related("chain"), pk=data.validated_data["event_id"])]
         else:
-            qs = ChainEvent.objects.filter(removed=False).select_related("chain")
-            if trigger.chain_ids:
-                qs = qs.filter(chain_id__in=trigger.chain_ids)
-            if trigger.registries:
-                qs = qs.filter(registry__in=trigger.registries)
-            if trigger.event_types:
-                qs = qs.filter(event_type__in=trigger.event_types)
-            events = list(qs.order_by("-id")[: data.validated_data["last"]])[::-1]
+            events = trigger_watched_events(trigger=trigger, limit=data.validated_data["last"])
         results = trigger_dry_run(trigger=trigger, events=events)
         body = {
             "events": len(results),
