@@ -180,17 +180,16 @@ class DestinationAdmin(admin.ModelAdmin):
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
     list_display = (
-        "uuid",
+        "short_id",
         "status_badge",
         "destination",
-        "channel",
         "kind",
         "trigger_link",
-        "attempt_count",
+        "attempts",
         "next_attempt_at",
         "created_at",
     )
-    list_display_links = ("uuid",)
+    list_display_links = ("short_id",)
     list_filter = ("status", "destination__channel", "kind", "organization", "destination", "created_at")
     search_fields = ("=uuid", "=idempotency_key", "=match_id", "=event_id")
     date_hierarchy = "created_at"
@@ -244,6 +243,14 @@ class DeliveryAdmin(admin.ModelAdmin):
             colour,
             obj.get_status_display(),
         )
+
+    @admin.display(description="delivery", ordering="id")
+    def short_id(self, obj: Delivery) -> str:
+        return format_html('<code title="{}">{}…</code>', obj.uuid, str(obj.uuid)[:8])
+
+    @admin.display(description="attempts", ordering="attempt_count")
+    def attempts(self, obj: Delivery) -> int:
+        return obj.attempt_count
 
     @admin.display(description="trigger", ordering="trigger_id")
     def trigger_link(self, obj: Delivery) -> str:

@@ -18,6 +18,8 @@ from .models import GRANTABLE_ROLE_CHOICES, ApiKey, Membership, Organization
 admin.site.site_header = "erc8004 administration"
 admin.site.site_title = "erc8004 admin"
 admin.site.index_title = "Triggers, destinations, deliveries and the chains they watch"
+# The app list is one click away (Home); pages get the full width for their content.
+admin.site.enable_nav_sidebar = False
 
 
 class MembershipInline(admin.TabularInline):

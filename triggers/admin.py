@@ -6,6 +6,7 @@ Matches are browsable, never editable."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -178,10 +179,8 @@ def _pretty_payload(payload: dict[str, Any]) -> str:
     shown = dict(payload)
     body = shown.get("body")
     if isinstance(body, str):
-        try:
+        with contextlib.suppress(ValueError):
             shown["body"] = json.loads(body)
-        except ValueError:
-            pass
     return json.dumps(shown, indent=2, ensure_ascii=False)
 
 
@@ -207,7 +206,7 @@ class TriggerAdmin(admin.ModelAdmin):
     actions = ("enable", "disable", "dry_run")
     save_on_top = True
     fieldsets = (
-        (None, {"fields": ("organization", "name", "description", "enabled")}),
+        (None, {"fields": (("name", "enabled"), ("organization", "description"))}),
         ("What to watch", {"fields": ("chain_ids", "registries", "event_types")}),
         ("Conditions", {"fields": ("conditions",)}),
         (
@@ -219,6 +218,14 @@ class TriggerAdmin(admin.ModelAdmin):
             {"fields": ("fire_count", "last_fired_at", "deliveries_link", "created_by", "created_at", "updated_at")},
         ),
     )
+
+    class Media:
+        css = {"all": ("triggers/admin.css",)}
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "description":
+            kwargs["widget"] = forms.Textarea(attrs={"rows": 2, "cols": 60})
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Trigger]:
         return super().get_queryset(request).annotate(_action_count=Count("actions"))
