@@ -330,3 +330,62 @@ def test_absurdly_nested_json_is_a_400(member):
     body = "[" * 100_000 + "]" * 100_000
     response = member.post("/api/v1/triggers/", body, content_type="application/json")
     assert response.status_code == 400
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.integration
+def test_follow_end_to_end_on_the_devnet(anvil_factory, celery_worker, webhook_receiver):
+    """Production's path: a follow made through the API, then a devnet workload, the
+    poller, the indexer's commit hook, a real worker, a signed webhook arriving —
+    once for each new event of the followed agent, and for no other agent."""
+    from web3 import HTTPProvider, Web3
+
+    from indexing.devnet.contracts import devnet_deploy, devnet_register_chain
+    from indexing.devnet.workload import Workload
+    from indexing.models import ChainEvent
+    from tests.fixtures.accounts import make_user
+    from tests.triggers.test_receivers import poll_until_caught_up
+
+    anvil = anvil_factory(accounts=10)
+    w3 = Web3(HTTPProvider(anvil.rpc_url))
+    deployment = devnet_deploy(w3=w3)
+    chain = devnet_register_chain(rpc_url=anvil.rpc_url, chain_id=w3.eth.chain_id, deployment=deployment)
+    workload = Workload(w3, deployment, seed=5)
+    workload.run(40)
+    poll_until_caught_up(chain.chain_id)
+    busiest = (
+        ChainEvent.objects.filter(chain=chain, agent_id__isnull=False)
+        .values_list("agent_id", flat=True)
+        .order_by("agent_id")
+    )
+    counts: dict = {}
+    for agent_id in busiest:
+        counts[agent_id] = counts.get(agent_id, 0) + 1
+    agent_id = int(max(counts, key=counts.get))
+
+    user = make_user()
+    client = api_client(user)
+    hook = client.post(
+        "/api/v1/destinations/",
+        {"name": "hook", "channel": "webhook", "config": {"url": webhook_receiver.url}},
+        format="json",
+    ).json()
+    webhook_receiver.secrets.append(hook["generated_secret"])
+    follow = client.post(
+        f"/api/v1/agents/{chain.chain_id}:{agent_id}/follow/", {"actions": [{"destination": hook["id"]}]}, format="json"
+    )
+    assert follow.status_code == 201, follow.content
+    last_before = ChainEvent.objects.filter(chain=chain).order_by("-id").values_list("id", flat=True).first()
+
+    workload.run(150)
+    poll_until_caught_up(chain.chain_id)
+    new_events = ChainEvent.objects.filter(chain=chain, id__gt=last_before, removed=False, agent_id=agent_id)
+    expected = new_events.count()
+    assert expected > 0, "the workload did not touch the followed agent"
+    assert webhook_receiver.wait_for(lambda r: len(r.accepted) >= expected, timeout=60), (
+        f"{len(webhook_receiver.accepted)} of {expected} arrived"
+    )
+    bodies = [json.loads(r.body) for r in webhook_receiver.requests if r.verified]
+    assert {str(b["event"]["agent_id"]) for b in bodies} == {str(agent_id)}
+    assert {b["event"]["id"] for b in bodies} == set(new_events.values_list("id", flat=True))
+    assert set(webhook_receiver.accepted.values()) == {1}
