@@ -27,11 +27,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from actions.models import Delivery, Destination
-from actions.services import delivery_create, delivery_retract, payload_build
-from actions.templates import TemplateError, template_check
+from actions.services import delivery_create, delivery_retract, destination_test, payload_build
+from actions.templates import PayloadError, TemplateError, template_check
 from agents.selectors import agent_views_for_events
 from erc8004 import metrics
-from indexing.models import ChainCursor, ChainEvent, Registry
+from indexing.models import Chain, ChainCursor, ChainEvent, Registry
 
 from .conditions import EVENT_TYPES, Condition, EvaluationContext, InvalidCondition, condition_parse, event_view
 from .models import EventEvaluation, Match, PendingConfirmation, Trigger, TriggerAction, TriggerKey, TriggerState
@@ -39,6 +39,7 @@ from .models import EventEvaluation, Match, PendingConfirmation, Trigger, Trigge
 __all__ = (
     "ActionSpec",
     "DryRunResult",
+    "TestSendResult",
     "evaluation_context_build",
     "events_evaluate",
     "events_retract",
@@ -47,6 +48,7 @@ __all__ = (
     "trigger_create",
     "trigger_dry_run",
     "trigger_keys_rebuild",
+    "trigger_test",
     "trigger_update",
     "trigger_validate",
     "trigger_watched_events",
@@ -740,6 +742,97 @@ def trigger_dry_run(
                     result.messages.append({"destination": action.destination_id, "payload": payload})
                 except Exception as exc:  # a template error is shown, not raised
                     result.messages.append({"destination": action.destination_id, "error": str(exc)})
+        results.append(result)
+    return results
+
+
+#
+# Test sends
+#
+
+_SAMPLE_ARGS: dict[str, dict[str, Any]] = {
+    "NewFeedback": {
+        "agentId": "1",
+        "clientAddress": "0x" + "11" * 20,
+        "feedbackIndex": 1,
+        "value": "87",
+        "valueDecimals": 0,
+        "valueNormalized": "87",
+        "tag1": "sample",
+        "tag2": "",
+        "endpoint": "",
+        "feedbackURI": "",
+        "feedbackHash": "0x" + "00" * 32,
+    },
+    "ValidationResponse": {
+        "validatorAddress": "0x" + "22" * 20,
+        "agentId": "1",
+        "requestHash": "0x" + "00" * 32,
+        "response": "100",
+        "responseURI": "",
+        "responseHash": "0x" + "00" * 32,
+        "tag": "sample",
+    },
+    "Registered": {"agentId": "1", "agentURI": "ipfs://sample", "owner": "0x" + "33" * 20},
+}
+
+
+def _sample_event(trigger: Trigger) -> ChainEvent:
+    """The newest event the trigger watches, or (none indexed yet) an unsaved event
+    shaped like one it would see."""
+    recent = trigger_watched_events(trigger=trigger, limit=1)
+    if recent:
+        return recent[0]
+    event_type = (trigger.event_types or ["NewFeedback"])[0]
+    registry = next((r for r, types in REGISTRY_EVENT_TYPES.items() if event_type in types), Registry.IDENTITY)
+    chain_id = (trigger.chain_ids or [1])[0]
+    chain = Chain.objects.filter(pk=chain_id).first() or Chain(chain_id=chain_id, name=f"chain {chain_id}")
+    return ChainEvent(
+        pk=0,
+        chain=chain,
+        block_number=1,
+        block_hash="0x" + "00" * 32,
+        block_timestamp=timezone.now(),
+        tx_hash="0x" + "00" * 32,
+        tx_index=0,
+        log_index=0,
+        address="0x" + "00" * 20,
+        registry=registry,
+        event_type=event_type,
+        agent_id=1,
+        args=_SAMPLE_ARGS.get(event_type, {"agentId": "1"}),
+    )
+
+
+@dataclass
+class TestSendResult:
+    action: int
+    destination: int
+    delivery: Delivery | None = None
+    error: str = ""
+
+
+def trigger_test(*, trigger: Trigger) -> list[TestSendResult]:
+    """Send one real ``test`` delivery per enabled action, rendered from a sample
+    event (the newest the trigger watches, else a made-up one) with the same context
+    a match builds — so the receiver sees what a real notification will look like.
+    A template that cannot render is reported for its action; the others still go."""
+    event = _sample_event(trigger)
+    agent = agent_views_for_events([event]).get(event.pk) if event.pk else None
+    context = evaluation_context_build(event=event, agent=agent, trigger=trigger)
+    results = []
+    for action in trigger.actions.select_related("destination").filter(enabled=True).order_by("position", "id"):
+        result = TestSendResult(action=action.position, destination=action.destination_id)
+        try:
+            with transaction.atomic():
+                result.delivery = destination_test(
+                    destination=action.destination,
+                    template=action.template,
+                    context=context,
+                    trigger_id=trigger.pk,
+                )
+        except PayloadError as exc:
+            result.error = str(exc)
         results.append(result)
     return results
 

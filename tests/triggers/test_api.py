@@ -389,3 +389,41 @@ def test_follow_end_to_end_on_the_devnet(anvil_factory, celery_worker, webhook_r
     assert {str(b["event"]["agent_id"]) for b in bodies} == {str(agent_id)}
     assert {b["event"]["id"] for b in bodies} == set(new_events.values_list("id", flat=True))
     assert set(webhook_receiver.accepted.values()) == {1}
+
+
+def test_hand_built_representation_matches_the_declared_serializer(world, member, hook):
+    """TriggerSerializer/ActionSerializer build their dicts by hand for speed; they
+    must say exactly what DRF's generic walk of the declared fields says."""
+    from rest_framework import serializers
+
+    from triggers.api.serializers import ActionSerializer, TriggerSerializer
+
+    trigger_id = member.post("/api/v1/triggers/", low_feedback_payload(hook.pk), format="json").json()["id"]
+    trigger = Trigger.objects.get(pk=trigger_id)
+    Trigger.objects.filter(pk=trigger_id).update(fire_count=3)
+    trigger.refresh_from_db()
+    fast = TriggerSerializer().to_representation(trigger)
+    generic = serializers.ModelSerializer.to_representation(TriggerSerializer(), trigger)
+    generic["actions"] = [
+        serializers.ModelSerializer.to_representation(ActionSerializer(), a) for a in trigger.actions.all()
+    ]
+    assert json.loads(json.dumps(fast)) == json.loads(json.dumps(generic, default=str))
+    assert list(fast) == list(TriggerSerializer.Meta.fields)
+
+
+def test_test_renders_like_a_real_match_from_the_newest_watched_event(world, member, hook, webhook_receiver):
+    template = {
+        "agent": "{{ event.agent_id }}",
+        "tx": "{{ event.tx_hash }}",
+        "score": "{{ event.args.valueNormalized }}",
+    }
+    payload = low_feedback_payload(hook.pk, actions=[{"destination": hook.pk, "template": template}])
+    trigger_id = member.post("/api/v1/triggers/", payload, format="json").json()["id"]
+    [sample] = member.post(f"/api/v1/triggers/{trigger_id}/test/").json()
+    body = json.loads(Delivery.objects.get(uuid=sample["delivery"]).payload["body"])
+    assert body == {"agent": "1", "tx": "0x" + "00" * 32, "score": "87"}  # no event yet: a made-up one
+
+    event = make_feedback_event(agent_id=9, value=33)
+    [real] = member.post(f"/api/v1/triggers/{trigger_id}/test/").json()
+    body = json.loads(Delivery.objects.get(uuid=real["delivery"]).payload["body"])
+    assert body == {"agent": "9", "tx": event.tx_hash, "score": "33"}
