@@ -1,7 +1,7 @@
 """Trigger management API benchmark: create, update and list triggers with nested
 conditions and actions, against gunicorn on loopback.
 
-    .venv/bin/python bench/api_write.py [--requests 50] [--seconds 15] [--workers 4]
+    .venv/bin/python bench/api_write.py [--requests 100] [--seconds 15] [--workers 4]
 
 1. A fresh PostgreSQL database (``erc8004_bench_write``), migrated; an account, an
    organization with two destinations and 200 existing triggers; an API key
@@ -95,7 +95,7 @@ def setup(existing: int) -> tuple[str, list[int]]:
         name="chat",
         channel="telegram",
         config={"chat_id": "42", "api_base_url": "http://127.0.0.1:9"},
-        secret="123456789:AAbbCCddEEffGGhhIIjjKKllMMnnOOppQQ",
+        secret="123456789:AAbbCCddEEffGGhhIIjjKKllMMnnOOppQQ",  # noqa: S106 - a made-up bot token
     )
     for i in range(existing):
         trigger_create(
@@ -233,7 +233,7 @@ def pct(values: list[float], q: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=50, help="rounds per client at 4 clients")
+    parser.add_argument("--requests", type=int, default=100, help="rounds per client at 4 clients")
     parser.add_argument("--seconds", type=float, default=15.0, help="duration at 16 clients")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
     parser.add_argument("--existing", type=int, default=200, help="triggers in the organization before the run")

@@ -8,6 +8,7 @@ mean (conditions, filters, destinations, templates) is checked by
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -70,11 +71,12 @@ class ActionInputSerializer(serializers.Serializer):
         list_serializer_class = IndexedListSerializer
 
 
-_DATETIME = serializers.DateTimeField()
-
-
 def _datetime(value: Any) -> str | None:
-    return None if value is None else _DATETIME.to_representation(value)
+    """What DRF's DateTimeField renders with USE_TZ and UTC: ISO 8601, ``Z``."""
+    if value is None:
+        return None
+    text = value.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class ActionSerializer(serializers.ModelSerializer):
@@ -93,8 +95,8 @@ class ActionSerializer(serializers.ModelSerializer):
             "id": action.pk,
             "position": action.position,
             "destination": action.destination_id,
-            "destination_name": action.destination.name,
-            "channel": action.destination.channel,
+            "destination_name": getattr(action, "destination_name", None) or action.destination.name,
+            "channel": getattr(action, "destination_channel", None) or action.destination.channel,
             "template": action.template,
             "enabled": action.enabled,
         }
@@ -157,7 +159,11 @@ class TriggerSerializer(serializers.ModelSerializer):
             "confirmations": trigger.confirmations,
             "fire_count": trigger.fire_count,
             "last_fired_at": _datetime(trigger.last_fired_at),
-            "created_by": trigger.created_by.username if trigger.created_by_id else None,
+            "created_by": (
+                getattr(trigger, "created_by_username", None) or trigger.created_by.username
+                if trigger.created_by_id
+                else None
+            ),
             "created_at": _datetime(trigger.created_at),
             "updated_at": _datetime(trigger.updated_at),
         }
