@@ -462,6 +462,10 @@ if ENVIRONMENT == "production":
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set to a random value of 32+ characters in production")
     if DEBUG:
         raise ImproperlyConfigured("DJANGO_DEBUG must be off in production")
+    if not SECRETS_ENCRYPTION_KEYS:
+        raise ImproperlyConfigured(
+            "SECRETS_ENCRYPTION_KEYS must be set in production (comma-separated Fernet keys; the first encrypts)"
+        )
     if (
         len(JWT_SECRET) < 32
         or JWT_SECRET.lower() in JWT_WEAK_SECRETS
@@ -471,8 +475,4 @@ if ENVIRONMENT == "production":
         raise ImproperlyConfigured(
             "JWT_SECRET must be set in production to a random value of 32+ characters, distinct from "
             'DJANGO_SECRET_KEY (generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))")'
-        )
-    if not SECRETS_ENCRYPTION_KEYS:
-        raise ImproperlyConfigured(
-            "SECRETS_ENCRYPTION_KEYS must be set in production (comma-separated Fernet keys; the first encrypts)"
         )
