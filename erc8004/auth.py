@@ -12,25 +12,29 @@ Who can call:
 
 Throttling (:class:`PrincipalRateThrottle`) counts per API key, per user, or per
 client IP when anonymous, with rates from ``settings.API_THROTTLE_RATES`` read on
-every request (so they can change without a restart of the class cache); a 429
-carries ``Retry-After``.
+every request; a 429 carries ``Retry-After`` (seconds until the window ends).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from redis.exceptions import RedisError
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle
 
 from .accounts import api_key_authenticate
 from .models import ApiKey
+from .queues import redis_client
+
+logger = logging.getLogger("erc8004.auth")
 
 __all__ = (
     "ApiKeyAuthentication",
@@ -114,66 +118,77 @@ def _principal(request: Request) -> tuple[str, str]:
     return "anon", ""
 
 
-class _DynamicRateThrottle(SimpleRateThrottle):
-    """A throttle whose scope and rate are decided per request from settings."""
-
-    def __init__(self) -> None:  # the base class would read a rate per class; we read per request
-        self.rate = None
-
-    def _configure(self, scope: str) -> None:
-        self.scope = scope
-        self.rate = settings.API_THROTTLE_RATES[scope]
-        self.num_requests, self.duration = self.parse_rate(self.rate)
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class PrincipalRateThrottle(_DynamicRateThrottle):
+def rate_parse(rate: str) -> tuple[int, int]:
+    """``"600/min"`` → (600, 60). The period is read from its first letter (s, m, h, d)."""
+    number, _, period = rate.partition("/")
+    return int(number), _PERIODS[period.strip()[0].lower()]
+
+
+class _CounterThrottle(BaseThrottle):
+    """A counter per (scope, identity) in Redis, in windows that start at the first
+    request: ``SET NX EX`` + ``INCR`` + ``TTL`` in one round trip.
+
+    Why not DRF's ``SimpleRateThrottle``: it keeps every request's timestamp in one
+    cache value and rewrites it on each request (600 floats pickled both ways per
+    call at 600/min, and lost updates under concurrency). A counter is O(1) and
+    atomic. The cost: a window, not a sliding log — a client can spend one budget
+    at the end of a window and the next at the start of the following one. If Redis
+    is down the API stays up (fails open) and says so in the log.
+    """
+
+    def _allow(self, scope: str, ident: str) -> bool:
+        limit, duration = rate_parse(settings.API_THROTTLE_RATES[scope])
+        key = f"{settings.REDIS_KEY_PREFIX}throttle:{scope}:{ident}"
+        try:
+            pipe = redis_client().pipeline(transaction=False)
+            pipe.set(key, 0, ex=duration, nx=True)
+            pipe.incr(key)
+            pipe.ttl(key)
+            _, count, ttl = pipe.execute()
+        except RedisError:
+            logger.warning("throttle %s unavailable (Redis); request allowed", scope, exc_info=True)
+            return True
+        if count > limit:
+            self._wait = float(ttl if ttl and ttl > 0 else duration)
+            return False
+        return True
+
+    def wait(self) -> float | None:
+        return getattr(self, "_wait", None)
+
+
+class PrincipalRateThrottle(_CounterThrottle):
     """One budget per API key, per user, or per anonymous client IP."""
 
     def allow_request(self, request: Request, view: Any) -> bool:
         scope, ident = _principal(request)
-        self._ident = ident or self.get_ident(request)
-        self._configure(scope)
-        return super().allow_request(request, view)
-
-    def get_cache_key(self, request: Request, view: Any) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": self._ident}
+        return self._allow(scope, ident or self.get_ident(request))
 
 
-class LoginIpThrottle(_DynamicRateThrottle):
+class LoginIpThrottle(_CounterThrottle):
     """Login and registration attempts per client IP."""
 
     def allow_request(self, request: Request, view: Any) -> bool:
-        self._configure("login")
-        return super().allow_request(request, view)
-
-    def get_cache_key(self, request: Request, view: Any) -> str:
-        return self.cache_format % {"scope": "login-ip", "ident": self.get_ident(request)}
+        return self._allow("login", f"ip:{self.get_ident(request)}")
 
 
-class LoginUsernameThrottle(_DynamicRateThrottle):
+class LoginUsernameThrottle(_CounterThrottle):
     """Login attempts per username, whatever the IP (a botnet gets no more guesses)."""
 
     def allow_request(self, request: Request, view: Any) -> bool:
-        self._configure("login")
-        return super().allow_request(request, view)
-
-    def get_cache_key(self, request: Request, view: Any) -> str | None:
         data = request.data if isinstance(request.data, dict) else {}
         username = str(data.get("username") or "").strip().lower()
         if not username:
-            return None
-        ident = hashlib.sha256(username.encode()).hexdigest()[:32]
-        return self.cache_format % {"scope": "login-user", "ident": ident}
+            return True
+        return self._allow("login", "user:" + hashlib.sha256(username.encode()).hexdigest()[:32])
 
 
-class TestSendThrottle(_DynamicRateThrottle):
+class TestSendThrottle(_CounterThrottle):
     """Endpoints that send real messages (trigger/destination tests): a tight budget."""
 
     def allow_request(self, request: Request, view: Any) -> bool:
         scope, ident = _principal(request)
-        self._ident = f"{scope}:{ident or self.get_ident(request)}"
-        self._configure("test_send")
-        return super().allow_request(request, view)
-
-    def get_cache_key(self, request: Request, view: Any) -> str:
-        return self.cache_format % {"scope": "test-send", "ident": self._ident}
+        return self._allow("test_send", f"{scope}:{ident or self.get_ident(request)}")

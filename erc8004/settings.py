@@ -416,9 +416,9 @@ ACCOUNTS_REGISTRATION_OPEN = env.bool("ACCOUNTS_REGISTRATION_OPEN", default=True
 # An API key's last_used_at is written at most this often (one UPDATE per key per
 # interval, not one per request).
 API_KEY_LAST_USED_INTERVAL_SECONDS = env.int("API_KEY_LAST_USED_INTERVAL_SECONDS", default=60)
-# Throttle rates ("N/second|minute|hour|day"), per principal. DRF throttles live in
-# the shared Redis cache, so every web process counts together (not a security
-# boundary: see reference/stack.md §4.4). 600/min for a person or a program is ten
+# Throttle rates ("N/second|minute|hour|day"), per principal. Counters live in Redis
+# (erc8004/auth.py), so every web process counts together; a budget is spent per
+# window starting at the first request. 600/min for a person or a program is ten
 # requests a second sustained — far above a dashboard's or a bot's needs; anonymous
 # clients (the public read API) get less; login attempts are counted per client IP
 # and per username, so a password cannot be guessed faster than 10 a minute.
