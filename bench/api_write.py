@@ -227,6 +227,24 @@ def run_clients(clients: list[Client], *, rounds: int | None = None, seconds: fl
     return time.perf_counter() - started
 
 
+def server_cpu_seconds(master_pid: int) -> float:
+    """User + system CPU of gunicorn's workers (from /proc): the server's own cost per
+    request, which — unlike latency — other processes on a shared machine do not
+    inflate."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master_pid:  # ppid
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
@@ -251,7 +269,9 @@ def main() -> None:
         run_clients(warm, rounds=5)
 
         clients = [Client(base, headers, destinations, i + 1) for i in range(4)]
+        cpu0 = server_cpu_seconds(proc.pid)
         elapsed4 = run_clients(clients, rounds=args.requests)
+        cpu4 = server_cpu_seconds(proc.pid) - cpu0
         writes = [v for c in clients for v in c.samples["write"]]
         lists = [v for c in clients for v in c.samples["list"]]
         errors4 = sum(c.errors for c in clients)
@@ -259,7 +279,8 @@ def main() -> None:
         print(
             f"4 clients, {len(writes) + len(lists)} requests in {elapsed4:.1f}s: "
             f"write p50={pct(writes, 50):.1f} ms p95={pct(writes, 95):.1f} ms; "
-            f"list p50={pct(lists, 50):.1f} ms p95={pct(lists, 95):.1f} ms; errors={errors4}"
+            f"list p50={pct(lists, 50):.1f} ms p95={pct(lists, 95):.1f} ms; errors={errors4}; "
+            f"server CPU {cpu4 * 1000 / (len(writes) + len(lists)):.1f} ms/request"
         )
 
         many = [Client(base, headers, destinations, 100 + i) for i in range(16)]
@@ -284,7 +305,8 @@ def main() -> None:
         print(f"WARNING: {errors4 + errors16} failed requests", file=sys.stderr)
     print(
         f"write_p95_ms={pct(writes, 95):.1f} list_p95_ms={pct(lists, 95):.1f} rps_16={rps16:.0f} "
-        f"write_p50_ms={pct(writes, 50):.1f} list_p50_ms={pct(lists, 50):.1f} load1={load_mid:.2f}"
+        f"write_p50_ms={pct(writes, 50):.1f} list_p50_ms={pct(lists, 50):.1f} "
+        f"cpu_ms_per_request={cpu4 * 1000 / (len(writes) + len(lists)):.1f} load1={load_mid:.2f}"
     )
 
 

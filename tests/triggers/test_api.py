@@ -427,3 +427,27 @@ def test_test_renders_like_a_real_match_from_the_newest_watched_event(world, mem
     [real] = member.post(f"/api/v1/triggers/{trigger_id}/test/").json()
     body = json.loads(Delivery.objects.get(uuid=real["delivery"]).payload["body"])
     assert body == {"agent": "9", "tx": event.tx_hash, "score": "33"}
+
+
+def test_browsable_api_pages_render(world, client, hook):
+    """Session auth + text/html: the browsable API for each resource (forms included)."""
+    member = api_client(world.users["member"], organization=world.org)
+    trigger_id = member.post("/api/v1/triggers/", low_feedback_payload(hook.pk), format="json").json()["id"]
+    client.force_login(world.users["admin"])
+    q = f"?organization={world.org.slug}"
+    for path in (
+        "/api/v1/triggers/",
+        f"/api/v1/triggers/{trigger_id}/",
+        f"/api/v1/triggers/{trigger_id}/deliveries/",
+        "/api/v1/destinations/",
+        f"/api/v1/destinations/{hook.pk}/",
+        f"/api/v1/destinations/{hook.pk}/breaker/",
+        "/api/v1/deliveries/",
+        "/api/v1/api-keys/",
+        "/api/v1/organizations/",
+        f"/api/v1/organizations/{world.org.pk}/members/",
+        "/api/v1/auth/me/",
+    ):
+        response = client.get(path + q, HTTP_ACCEPT="text/html")
+        assert response.status_code == 200, path
+        assert b"Traceback (most recent call last)" not in response.content
