@@ -203,6 +203,13 @@ class TriggerWriteSerializer(serializers.Serializer):
     confirmation_mode = serializers.ChoiceField(choices=Trigger.Confirmation.choices, required=False)
     confirmations = serializers.IntegerField(min_value=0, max_value=10_000, required=False)
 
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        """The browsable API pre-fills its PUT form from a trigger: show it as the API
+        does (what it shows can be sent back as it is; read-only keys are ignored)."""
+        if isinstance(instance, Trigger):
+            return TriggerSerializer().to_representation(instance)
+        return super().to_representation(instance)
+
 
 class DryRunRequestSerializer(serializers.Serializer):
     event_id = serializers.IntegerField(
