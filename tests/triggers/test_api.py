@@ -451,3 +451,11 @@ def test_browsable_api_pages_render(world, client, hook):
         response = client.get(path + q, HTTP_ACCEPT="text/html")
         assert response.status_code == 200, path
         assert b"Traceback (most recent call last)" not in response.content
+
+
+def test_list_rows_match_the_detail(world, member, hook):
+    """A list page attaches actions as rows; each item must equal the trigger's detail."""
+    for i in range(3):
+        member.post("/api/v1/triggers/", low_feedback_payload(hook.pk, name=f"t{i}"), format="json")
+    for item in member.get("/api/v1/triggers/").json()["results"]:
+        assert item == member.get(f"/api/v1/triggers/{item['id']}/").json()

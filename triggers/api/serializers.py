@@ -79,6 +79,19 @@ def _datetime(value: Any) -> str | None:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+def _action_row(row: dict[str, Any]) -> dict[str, Any]:
+    """An action from a ``values()`` row (a list page), shaped like ActionSerializer's."""
+    return {
+        "id": row["id"],
+        "position": row["position"],
+        "destination": row["destination_ref"],
+        "destination_name": row["destination_name"],
+        "channel": row["channel"],
+        "template": row["template"],
+        "enabled": row["enabled"],
+    }
+
+
 class ActionSerializer(serializers.ModelSerializer):
     destination_name = serializers.CharField(source="destination.name", read_only=True)
     channel = serializers.ChoiceField(source="destination.channel", choices=Channel.choices, read_only=True)
@@ -150,7 +163,11 @@ class TriggerSerializer(serializers.ModelSerializer):
             "registries": trigger.registries,
             "event_types": trigger.event_types,
             "conditions": trigger.conditions,
-            "actions": [actions.to_representation(a) for a in trigger.actions.all()],
+            "actions": (
+                [_action_row(row) for row in trigger.action_rows]
+                if hasattr(trigger, "action_rows")
+                else [actions.to_representation(a) for a in trigger.actions.all()]
+            ),
             "cooldown_seconds": trigger.cooldown_seconds,
             "max_fires": trigger.max_fires,
             "max_fires_window_seconds": trigger.max_fires_window_seconds,
