@@ -1,6 +1,6 @@
 """triggers/admin.py: one validation path with the API (same errors for the same
 payload), inline actions saved through the service, enable/disable/dry-run admin
-actions; the accounts admin (API keys shown once)."""
+actions."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from actions.services import destination_create
-from erc8004.models import ApiKey
 from tests.fixtures.accounts import api_client
 from tests.fixtures.factories import make_feedback_event
 from triggers.models import Trigger, TriggerKey
@@ -211,23 +210,3 @@ def test_pages_render(admin_client, world, hook):
     filtered = admin_client.get(reverse("admin:actions_delivery_changelist") + f"?trigger_id={trigger.pk}")
     assert str(delivery.uuid) in filtered.content.decode()
     assert Delivery.objects.count() == 1
-
-
-def test_api_key_created_in_the_admin_is_shown_once(admin_client, world):
-    response = admin_client.post(
-        reverse("admin:erc8004_apikey_add"),
-        {"organization": world.org.pk, "name": "from admin", "role": "viewer", "expires_at_0": "", "expires_at_1": ""},
-        follow=True,
-    )
-    assert response.status_code == 200
-    key = ApiKey.objects.get(name="from admin")
-    shown = [str(m) for m in response.context["messages"]]
-    raw = next(m.split(": ", 1)[1] for m in shown if "shown once" in m)
-    assert raw.startswith(f"erc_{key.prefix}_")
-    assert api_client(api_key=raw).get("/api/v1/triggers/").status_code == 200
-    for url in (
-        reverse("admin:erc8004_apikey_changelist"),
-        reverse("admin:erc8004_apikey_change", args=[key.pk]),
-        reverse("admin:erc8004_organization_change", args=[world.org.pk]),
-    ):
-        assert raw.split("_")[2] not in admin_client.get(url).content.decode()
