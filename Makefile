@@ -9,7 +9,7 @@ PY := $(BIN)/python
 DEPS_STAMP := $(VENV)/.deps-$(shell cat requirements/base.txt requirements/dev.txt | sha1sum | cut -c1-12)
 NODE_STAMP := node_modules/.deps-$(shell cat package.json package-lock.json | sha1sum | cut -c1-12)
 
-.PHONY: run test lint fmt services contracts lock bench faults check clean
+.PHONY: run test lint fmt services contracts lock bench faults check clean deps chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,23 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	rm -f node_modules/.deps-* && touch $@
 
-deps: $(DEPS_STAMP) $(NODE_STAMP)
+deps: $(DEPS_STAMP) $(NODE_STAMP) chromium
+
+# Headless Chromium from Debian's package (no browser download) for the admin
+# screenshot test; skipped, saying why, where it cannot be installed.
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "chromium: not installed and apt-get is unavailable; the admin screenshot test will be skipped"; \
+	elif [ "$$(id -u)" != 0 ] && ! sudo -n true 2>/dev/null; then \
+	  echo "chromium: not installed and apt-get needs root; the admin screenshot test will be skipped"; \
+	else \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  echo "chromium: installing Debian's package"; \
+	  ( DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends chromium \
+	    || { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends chromium; } ) \
+	    >/dev/null || echo "chromium: apt-get install failed; the admin screenshot test will be skipped"; \
+	fi
 
 services:
 	@scripts/ensure-services.sh

@@ -10,6 +10,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
 from . import services
 from .models import Attempt, Delivery, DeliveryStatus, Destination
@@ -109,7 +111,7 @@ class DestinationAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     )
-    actions = ("reset_breaker",)
+    actions = ("reset_breaker", "send_test")
 
     def get_fields(self, request: HttpRequest, obj: Destination | None = None) -> list[str]:
         fields = [
@@ -171,20 +173,32 @@ class DestinationAdmin(admin.ModelAdmin):
             services.breaker_reset(destination_id=destination.pk)
         self.message_user(request, f"Breaker closed for {queryset.count()} destination(s).")
 
+    @admin.action(description="Send a test message")
+    def send_test(self, request: HttpRequest, queryset: QuerySet[Destination]) -> None:
+        for destination in queryset[:20]:
+            try:
+                delivery = services.destination_test(destination=destination)
+            except Exception as exc:  # a template/config problem is reported, not a 500
+                self.message_user(request, f"{destination}: {exc}", messages.ERROR)
+                continue
+            url = reverse("admin:actions_delivery_change", args=[delivery.pk])
+            self.message_user(request, format_html('{}: test queued — <a href="{}">follow it</a>', destination, url))
+
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
     list_display = (
-        "uuid",
+        "short_id",
+        "status_badge",
         "destination",
-        "channel",
         "kind",
-        "status",
-        "attempt_count",
+        "trigger_link",
+        "attempts",
         "next_attempt_at",
         "created_at",
     )
-    list_filter = ("status", "destination__channel", "kind", "destination", "created_at")
+    list_display_links = ("short_id",)
+    list_filter = ("status", "destination__channel", "kind", "organization", "destination", "created_at")
     search_fields = ("=uuid", "=idempotency_key", "=match_id", "=event_id")
     date_hierarchy = "created_at"
     list_select_related = ("destination",)
@@ -220,6 +234,41 @@ class DeliveryAdmin(admin.ModelAdmin):
     def channel(self, obj: Delivery) -> str:
         return obj.destination.channel
 
+    _STATUS_COLOURS = {
+        "succeeded": "#2e7d32",
+        "dead": "#c62828",
+        "retrying": "#ef6c00",
+        "sending": "#1565c0",
+        "pending": "#546e7a",
+        "cancelled": "#757575",
+    }
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: Delivery) -> str:
+        colour = self._STATUS_COLOURS.get(obj.status, "#546e7a")
+        return format_html(
+            '<span style="background:{};color:#fff;padding:2px 8px;border-radius:10px;font-size:11px">{}</span>',
+            colour,
+            obj.get_status_display(),
+        )
+
+    @admin.display(description="delivery", ordering="id")
+    def short_id(self, obj: Delivery) -> str:
+        return format_html('<code title="{}">{}…</code>', obj.uuid, str(obj.uuid)[:8])
+
+    @admin.display(description="attempts", ordering="attempt_count")
+    def attempts(self, obj: Delivery) -> int:
+        return obj.attempt_count
+
+    @admin.display(description="trigger", ordering="trigger_id")
+    def trigger_link(self, obj: Delivery) -> str:
+        """By URL name only: this room never imports triggers (DESIGN.md)."""
+        if obj.trigger_id is None:
+            return "—"
+        return format_html(
+            '<a href="{}">#{}</a>', reverse("admin:triggers_trigger_change", args=[obj.trigger_id]), obj.trigger_id
+        )
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # deliveries are created by triggers (or the destination test)
 
@@ -244,3 +293,35 @@ class DeliveryAdmin(admin.ModelAdmin):
             for pk in queryset.values_list("pk", flat=True)
         )
         self.message_user(request, f"{cancelled} delivery(ies) cancelled.")
+
+
+@admin.register(Attempt)
+class AttemptAdmin(admin.ModelAdmin):
+    """Every try of every delivery, browsable (read-only history)."""
+
+    list_display = ("delivery", "number", "outcome", "response_code", "duration_ms", "retryable", "started_at")
+    list_filter = ("outcome", "retryable", "delivery__destination__channel", "started_at")
+    search_fields = ("=delivery__uuid", "error")
+    list_select_related = ("delivery",)
+    date_hierarchy = "started_at"
+    readonly_fields = (
+        "delivery",
+        "number",
+        "started_at",
+        "duration_ms",
+        "outcome",
+        "retryable",
+        "response_code",
+        "response_excerpt",
+        "error",
+    )
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Attempt | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Attempt | None = None) -> bool:
+        return False

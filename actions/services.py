@@ -524,31 +524,56 @@ def _retraction_key(key: str) -> str:
     return retraction_key
 
 
-def destination_test(*, destination: Destination) -> Delivery:
-    """Queue a ``test`` delivery with a sample event (the "send a test" button)."""
+def destination_test(
+    *,
+    destination: Destination,
+    template: Any = None,
+    context: dict[str, Any] | None = None,
+    trigger_id: int | None = None,
+    trigger_name: str = "",
+) -> Delivery:
+    """Queue a ``test`` delivery with a sample event (the "send a test" button).
+
+    With ``template`` (a trigger action's) and the ``context`` a real match would
+    give it (triggers builds one from a sample event), the test sends exactly what
+    that action would; ``trigger_id`` files the delivery under the trigger. A
+    template that cannot render raises ``PayloadError`` before anything is queued."""
+    if context is not None:
+        payload = payload_build(destination=destination, template=template or None, context=context)
+        return delivery_create(
+            destination=destination,
+            kind=DeliveryKind.TEST,
+            payload=payload,
+            idempotency_key=f"test:{destination.pk}:{payload['delivery_id']}",
+            trigger_id=trigger_id,
+        )
     context = {
         "event": {
             "id": 0,
             "type": "Registered",
+            "event_type": "Registered",
             "registry": "identity",
             "chain_id": 1,
             "block_number": 1,
             "block_hash": "0x" + "00" * 32,
             "block_timestamp": timezone.now().isoformat(),
             "transaction_hash": "0x" + "00" * 32,
+            "tx_hash": "0x" + "00" * 32,
             "log_index": 0,
+            "agent_id": "1",
             "args": {"agentId": 1},
         },
         "agent": {"chain_id": 1, "agent_id": 1, "name": "Test agent (this is a test message)"},
-        "trigger": {"id": 0, "name": f"Test of {destination.name}"},
+        "trigger": {"id": trigger_id or 0, "name": trigger_name or f"Test of {destination.name}"},
         "chain": {"chain_id": 1, "name": "test"},
     }
-    payload = payload_build(destination=destination, template=None, context=context)
+    payload = payload_build(destination=destination, template=template or None, context=context)
     return delivery_create(
         destination=destination,
         kind=DeliveryKind.TEST,
         payload=payload,
         idempotency_key=f"test:{destination.pk}:{payload['delivery_id']}",
+        trigger_id=trigger_id,
     )
 
 

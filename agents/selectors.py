@@ -9,7 +9,7 @@ from indexing.models import ChainEvent, ContractDeployment, Registry
 
 from .models import Agent
 
-__all__ = ("agent_view", "agent_views_for_events")
+__all__ = ("agent_exists", "agent_view", "agent_views_for_events")
 
 
 def agent_view(agent: Agent) -> dict[str, Any]:
@@ -57,3 +57,11 @@ def agent_views_for_events(events: list[ChainEvent]) -> dict[int, dict[str, Any]
             if agent is not None:
                 out[event.pk] = agent_view(agent)
     return out
+
+
+def agent_exists(*, chain_id: int, agent_id: int) -> bool:
+    """Is this agent in the read model (on any identity registry of the chain)?
+    Used before following an agent, so a typo is a 404, not a trigger that never fires."""
+    if not (0 < chain_id < 2**63) or not (0 <= agent_id < 2**256):
+        return False
+    return Agent.objects.filter(chain_id=chain_id, agent_id=agent_id).exists()

@@ -1,15 +1,19 @@
-"""Shared pieces of the public HTTP API: one error shape, keyset (cursor) pagination,
-throttles whose rates come from settings. Every app's API uses these, so a client
-sees the same errors, cursors and limits everywhere.
+"""Shared pieces of the HTTP API: one error shape, a JSON parser with a nesting
+guard, keyset and id-cursor pagination. Every app's API uses these, so a client sees
+the same errors and cursors everywhere; throttling is ``erc8004.auth`` (one counter
+per user / API key / anonymous IP, rates from settings).
 
 Error shape (every 4xx the API returns; docs/api.md)::
 
     {"status": 400, "code": "invalid", "detail": "Invalid request parameters.",
      "errors": {"min_average": ["Enter a number."]}}
 
-``errors`` is present for 400s only (field → messages; problems not tied to one
-parameter are under ``non_field_errors``); a 429 adds ``retry_after`` (seconds, also
-sent as the ``Retry-After`` header).
+``errors`` is present for 400s only: field → messages, nested where the request is
+(``{"actions": {"1": {"destination": ["no such destination"]}}}``; condition errors
+name their path, ``{"conditions": ["conditions.all[0].op: …"]}``); problems not tied
+to one field are under ``non_field_errors``. A 429 adds ``retry_after`` (seconds,
+also sent as the ``Retry-After`` header). Services raise Django's
+``ValidationError`` (they serve the admin too); the handler turns it into this 400.
 """
 
 from __future__ import annotations
@@ -17,34 +21,36 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Expression, Q, QuerySet
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers
-from rest_framework.pagination import BasePagination
+from rest_framework.pagination import BasePagination, CursorPagination
+from rest_framework.parsers import JSONParser as DRFJSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
-from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 from rest_framework.utils.urls import remove_query_param, replace_query_param
-from rest_framework.views import exception_handler as drf_exception_handler
 
 __all__ = (
+    "Conflict",
     "ErrorSerializer",
+    "IdCursorPagination",
+    "JSONParser",
     "KeysetOrdering",
     "KeysetPagination",
-    "PublicReadAnonThrottle",
     "PublicReadMixin",
-    "PublicReadUserThrottle",
     "SortKey",
     "api_exception_handler",
     "error_responses",
+    "validation_error_detail",
 )
 
 
@@ -60,9 +66,8 @@ class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Stable machine-readable code: invalid, not_found, throttled, ...")
     detail = serializers.CharField(help_text="Human-readable summary")
     errors = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
         required=False,
-        help_text="400 only: parameter name → messages",
+        help_text="400 only: field → messages (nested like the request for nested fields)",
     )
     retry_after = serializers.IntegerField(required=False, help_text="429 only: seconds to wait")
 
@@ -75,19 +80,47 @@ def _messages(detail: Any) -> list[str]:
     return [str(detail)]
 
 
+def _plain(detail: Any) -> Any:
+    """DRF error detail as plain JSON: ErrorDetail → str, structure kept, and a field's
+    single message wrapped in a list (a field always maps to messages or to nested
+    fields)."""
+    if isinstance(detail, dict):
+        return {str(k): (_plain(v) if isinstance(v, dict | list) else [str(v)]) for k, v in detail.items()}
+    if isinstance(detail, list):
+        return [_plain(item) for item in detail]
+    return str(detail)
+
+
+def validation_error_detail(exc: DjangoValidationError) -> Any:
+    """A Django ValidationError as DRF error detail (field dict, or a list)."""
+    if hasattr(exc, "error_dict"):
+        return {field: [str(m) for m in messages] for field, messages in exc.message_dict.items()}
+    return {"non_field_errors": [str(m) for m in exc.messages]}
+
+
+class Conflict(exceptions.APIException):
+    """409: the request is understood but the object's state forbids it (in use, not dead…)."""
+
+    status_code = 409
+    default_detail = "conflict with the current state"
+    default_code = "conflict"
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF's handler (status, Retry-After and WWW-Authenticate headers, rollback),
     with the body rewritten into the one error shape."""
+    # Imported here: rest_framework.views reads DEFAULT_PARSER_CLASSES at import time,
+    # which names this module's JSONParser.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(detail=validation_error_detail(exc))
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
         detail = exc.detail
-        errors = (
-            {str(k): _messages(v) for k, v in detail.items()}
-            if isinstance(detail, dict)
-            else {"non_field_errors": _messages(detail)}
-        )
+        errors = _plain(detail) if isinstance(detail, dict) else {"non_field_errors": _messages(detail)}
         response.data = {
             "status": response.status_code,
             "code": "invalid",
@@ -111,6 +144,53 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     return response
 
 
+#
+# Parsing
+#
+
+
+class JSONParser(DRFJSONParser):
+    """DRF's JSON parser with a nesting limit checked *before* decoding.
+
+    Why: web3's dependency py_ecc raises Python's recursion limit to 100,000 when
+    imported, so ``json.loads`` of ``[[[[…]]]]`` (a few hundred KB) overflows the C
+    stack and kills the worker process instead of raising RecursionError. Nothing
+    this API accepts nests deeper than ``MAX_DEPTH``."""
+
+    MAX_DEPTH = 64
+    _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+    _NOT_BRACKETS = re.compile(rb"[^\[\]{}]")
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        raw = stream.read() if stream is not None else b""
+        if raw.count(b"[") + raw.count(b"{") > self.MAX_DEPTH:
+            brackets = self._NOT_BRACKETS.sub(b"", self._STRINGS.sub(b"", raw))
+            depth = 0
+            for byte in brackets:
+                depth += 1 if byte in (0x5B, 0x7B) else -1
+                if depth > self.MAX_DEPTH:
+                    raise exceptions.ParseError(f"JSON parse error - nested deeper than {self.MAX_DEPTH} levels")
+        try:
+            return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise exceptions.ParseError(f"JSON parse error - {exc}") from None
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (and break every number field downstream)."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
+class IdCursorPagination(CursorPagination):
+    """Newest first by id: unique, unchanging and indexed, as cursor paging needs
+    (reference/stack.md §4.3); a page never repeats or skips a row under inserts."""
+
+    ordering = "-id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
 def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
     """OpenAPI responses for the given error statuses, all with the one error shape."""
     text = {
@@ -119,76 +199,6 @@ def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
         429: "Too many requests; see the Retry-After header",
     }
     return {status: OpenApiResponse(ErrorSerializer, description=text.get(status, "")) for status in statuses}
-
-
-#
-# Throttling
-#
-
-
-class _SettingsRate:
-    """Rates from the settings at request time (DRF captures ``DEFAULT_THROTTLE_RATES``
-    once at import, so ``override_settings`` would not apply), counted in fixed windows.
-
-    Why not DRF's sliding log: it stores every request time of the window in one cache
-    value and reads, filters and rewrites the whole list on every request — O(rate) per
-    request, tens of KB per call at a few thousand per minute. A window counter is one
-    atomic ``INCR`` on the shared Redis cache whatever the rate; the price is that a
-    client may burst up to twice the rate across a window boundary. ``Retry-After`` is
-    the time left in the window. A rate of ``None`` (empty setting) disables the throttle.
-    """
-
-    scope: str
-    cache: Any
-    rate: str | None
-    num_requests: int | None
-    duration: int | None
-    timer: Any
-
-    def get_rate(self) -> str | None:
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope) or None
-
-    def allow_request(self, request: Request, view: Any) -> bool:
-        self._wait = 0.0
-        if self.rate is None or not self.num_requests or not self.duration:
-            return True
-        key = self.get_cache_key(request, view)  # type: ignore[attr-defined]
-        if key is None:
-            return True
-        now = self.timer()
-        window = int(now // self.duration)
-        slot = f"{key}:{window}"
-        self.cache.add(slot, 0, self.duration + 5)
-        try:
-            count = self.cache.incr(slot)
-        except ValueError:  # expired between add and incr
-            self.cache.add(slot, 1, self.duration + 5)
-            count = 1
-        if count > self.num_requests:
-            self._wait = (window + 1) * self.duration - now
-            return False
-        return True
-
-    def wait(self) -> float:
-        return max(self._wait, 1.0)
-
-
-class PublicReadAnonThrottle(_SettingsRate, AnonRateThrottle):
-    """Anonymous reads, per client IP (``REST_FRAMEWORK["NUM_PROXIES"]`` behind proxies)."""
-
-    scope = "public_read_anon"
-
-
-class PublicReadUserThrottle(_SettingsRate, UserRateThrottle):
-    """Signed-in reads, per user (anonymous requests fall back to the IP)."""
-
-    scope = "public_read_user"
-
-    def allow_request(self, request: Request, view: Any) -> bool:
-        if not (request.user and request.user.is_authenticated):
-            self._wait = 0.0
-            return True  # the anonymous throttle covers these
-        return super().allow_request(request, view)
 
 
 #
@@ -394,12 +404,12 @@ class KeysetPagination(BasePagination):
 
 
 class PublicReadMixin:
-    """Policy of every public read endpoint: anonymous GETs, throttled per client,
+    """Policy of every public read endpoint: anonymous GETs, throttled per client (the
+    API-wide throttle, erc8004.auth),
     keyset-paginated lists with a named ``ordering`` (validated by the view's
     FilterSet, applied by :class:`KeysetPagination`)."""
 
     permission_classes = (AllowAny,)
-    throttle_classes = (PublicReadAnonThrottle, PublicReadUserThrottle)
     pagination_class = KeysetPagination
     orderings: dict[str, KeysetOrdering] = {}
     default_ordering = ""

@@ -96,9 +96,7 @@ def _plan(model: type[models.Model]) -> _Plan:
             fields=fields,
             getter=attrgetter(*(f.attname for f in fields)),
             json_positions=tuple(i for i, f in enumerate(fields) if isinstance(f, models.JSONField)),
-            auto_fields=tuple(
-                f for f in fields if getattr(f, "auto_now_add", False) or getattr(f, "auto_now", False)
-            ),
+            auto_fields=tuple(f for f in fields if getattr(f, "auto_now_add", False) or getattr(f, "auto_now", False)),
             relations=tuple(f for f in fields if f.is_relation),
         )
     return plan

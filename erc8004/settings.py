@@ -14,6 +14,7 @@ deploy/.env.example. Numbers carry a comment saying why they are what they are.
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -48,6 +49,8 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Refresh-token rotation with a blacklist: a used or logged-out refresh token is dead.
+    "rest_framework_simplejwt.token_blacklist",
     "erc8004",
     "indexing",
     "agents",
@@ -376,24 +379,30 @@ REST_FRAMEWORK = {
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ),
-    "DEFAULT_AUTHENTICATION_CLASSES": ("rest_framework.authentication.SessionAuthentication",),
+    # Accounts (issue 5): JWT first, so an anonymous request gets 401 with
+    # `WWW-Authenticate: Bearer`; then API keys (programs); then the session (admin,
+    # browsable API; CSRF-checked).
+    "DEFAULT_AUTHENTICATION_CLASSES": (
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "erc8004.auth.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ),
     "DEFAULT_PERMISSION_CLASSES": ("rest_framework.permissions.IsAuthenticatedOrReadOnly",),
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     # One error body everywhere (erc8004/api.py, docs/api.md): status, code, detail,
-    # field errors for 400s, retry_after for 429s.
+    # field errors for 400s, retry_after for 429s; services' Django ValidationErrors too.
     "EXCEPTION_HANDLER": "erc8004.api.api_exception_handler",
-    # The public read API (agents, feedback, chains, events) is anonymous; throttles keep
-    # one client from starving the others. Counters live in the shared Redis cache, so
-    # the limit holds across gunicorn workers and hosts (DRF throttles are a fairness
-    # tool, not a security boundary — reference/stack.md §4.4).
-    "DEFAULT_THROTTLE_RATES": {
-        # 20 requests/s sustained per IP: an explorer page makes a handful of calls.
-        # Counted in fixed windows in Redis (erc8004/api.py); an empty value disables.
-        "public_read_anon": env.str("API_THROTTLE_ANON", default="1200/min"),
-        # Signed-in clients (operators' own tools) get five times that.
-        "public_read_user": env.str("API_THROTTLE_USER", default="6000/min"),
-    },
+    # JSON with a nesting guard (erc8004/api.py); forms for the browsable API.
+    "DEFAULT_PARSER_CLASSES": (
+        "erc8004.api.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ),
+    # One throttle for the whole API: a Redis counter per user / API key / anonymous IP
+    # (erc8004/auth.py; rates in API_THROTTLE_RATES below). DRF throttles are a fairness
+    # tool, not a security boundary (reference/stack.md §4.4).
+    "DEFAULT_THROTTLE_CLASSES": ("erc8004.auth.PrincipalRateThrottle",),
     # Proxies in front of the app that append to X-Forwarded-For (0 = direct); set it, or
     # every client behind a load balancer shares the balancer's throttle bucket.
     "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
@@ -411,6 +420,76 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Accounts (issue 5): the two role choice sets get stable names.
+    # Several models have a "status": name each choice set after what it is.
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "erc8004.models.Role.choices",
+        "GrantableRoleEnum": "erc8004.models.GRANTABLE_ROLE_CHOICES",
+        "FileStatusEnum": "agents.models.FileStatus.choices",
+        "DeliveryStatusEnum": "actions.models.DeliveryStatus.choices",
+    },
+}
+
+#
+# Accounts, JWT, API keys, throttling (issue 5; docs/api.md)
+#
+
+# Signs JWT access and refresh tokens (HS256). Outside production a key is derived
+# from DJANGO_SECRET_KEY so `make run` needs no setup; production refuses a missing
+# or weak one (guard below). Rotating it logs everybody out — that is the point.
+JWT_SECRET = env.str("JWT_SECRET", default="")
+# Values seen in tutorials and .env examples: never acceptable, whatever their length.
+JWT_WEAK_SECRETS = frozenset(
+    {
+        "secret",
+        "changeme",
+        "change-me",
+        "jwt_secret",
+        "jwt-secret",
+        "your-secret-key",
+        "your_jwt_secret",
+        "your-256-bit-secret",
+        "supersecret",
+        "password",
+        "development",
+        "please-change-this-secret-in-production",
+    }
+)
+_JWT_SIGNING_KEY = JWT_SECRET or hashlib.sha256(b"erc8004-jwt-v1:" + SECRET_KEY.encode()).hexdigest()
+SIMPLE_JWT = {
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": _JWT_SIGNING_KEY,
+    # 15 min: short enough that a leaked access token is soon useless; the refresh
+    # token (7 days, rotated on every use, the old one blacklisted) keeps a session.
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env.int("JWT_REFRESH_DAYS", default=7)),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": True,
+    # A token carries a hash of the password hash: changing the password revokes
+    # every token issued before.
+    "CHECK_REVOKE_TOKEN": True,
+    "LEEWAY": 5,  # seconds of clock skew between hosts
+    "AUTH_HEADER_TYPES": ("Bearer",),
+}
+# Anyone may register (a personal organization comes with the account).
+ACCOUNTS_REGISTRATION_OPEN = env.bool("ACCOUNTS_REGISTRATION_OPEN", default=True)
+# An API key's last_used_at is written at most this often (one UPDATE per key per
+# interval, not one per request).
+API_KEY_LAST_USED_INTERVAL_SECONDS = env.int("API_KEY_LAST_USED_INTERVAL_SECONDS", default=60)
+# Throttle rates ("N/second|minute|hour|day"), per principal. Counters live in Redis
+# (erc8004/auth.py), so every web process counts together; a budget is spent per
+# window starting at the first request. 3000/min for a person or a program is 50
+# requests a second sustained — far above a dashboard's or a bot's needs; anonymous
+# clients (the public read API, an explorer page makes a handful of calls) get 20/s
+# per IP; login attempts are counted per client IP and per username, so a password
+# cannot be guessed faster than 10 a minute.
+API_THROTTLE_RATES = {
+    "user": env.str("THROTTLE_RATE_USER", default="3000/min"),
+    "apikey": env.str("THROTTLE_RATE_APIKEY", default="3000/min"),
+    "anon": env.str("THROTTLE_RATE_ANON", default="1200/min"),
+    "login": env.str("THROTTLE_RATE_LOGIN", default="10/min"),
+    "test_send": env.str("THROTTLE_RATE_TEST_SEND", default="30/min"),
 }
 
 #
@@ -445,4 +524,14 @@ if ENVIRONMENT == "production":
     if not SECRETS_ENCRYPTION_KEYS:
         raise ImproperlyConfigured(
             "SECRETS_ENCRYPTION_KEYS must be set in production (comma-separated Fernet keys; the first encrypts)"
+        )
+    if (
+        len(JWT_SECRET) < 32
+        or JWT_SECRET.lower() in JWT_WEAK_SECRETS
+        or len(set(JWT_SECRET)) < 10
+        or JWT_SECRET == SECRET_KEY
+    ):
+        raise ImproperlyConfigured(
+            "JWT_SECRET must be set in production to a random value of 32+ characters, distinct from "
+            'DJANGO_SECRET_KEY (generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))")'
         )

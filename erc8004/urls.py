@@ -14,5 +14,10 @@ urlpatterns = [
     path("api/v1/status/", status_view, name="status"),
     path("api/v1/", include("indexing.urls")),
     path("api/v1/", include("agents.urls")),
+    # Accounts and trigger management (issue 5; docs/triggers-api.md).
+    path("api/v1/", include("erc8004.api_urls")),
+    path("api/v1/", include("triggers.api.urls")),
+    path("api/v1/", include("actions.api.urls")),
+    path("api-auth/", include("rest_framework.urls")),  # browsable API login/logout (session)
     path("", include("django_prometheus.urls")),
 ]

@@ -11,6 +11,7 @@ pytest_plugins = (
     "tests.fixtures.worker",
     "tests.fixtures.rpc_proxy",
     "tests.fixtures.receivers",
+    "tests.fixtures.accounts",
 )
 
 

@@ -13,6 +13,7 @@ duplicated message finds the event already claimed.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
@@ -26,11 +27,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from actions.models import Delivery, Destination
-from actions.services import delivery_create, delivery_retract, payload_build
+from actions.services import delivery_create, delivery_retract, destination_test, payload_build
+from actions.templates import PayloadError, TemplateError, template_check
 from agents.selectors import agent_views_for_events
 from erc8004 import metrics
 from erc8004.models import Organization
-from indexing.models import ChainCursor, ChainEvent, Registry
+from indexing.models import Chain, ChainCursor, ChainEvent, Registry
 
 from .conditions import EVENT_TYPES, Condition, EvaluationContext, InvalidCondition, condition_parse, event_view
 from .models import EventEvaluation, Match, PendingConfirmation, Trigger, TriggerAction, TriggerKey, TriggerState
@@ -38,15 +40,19 @@ from .models import EventEvaluation, Match, PendingConfirmation, Trigger, Trigge
 __all__ = (
     "ActionSpec",
     "DryRunResult",
+    "TestSendResult",
     "evaluation_context_build",
     "events_evaluate",
     "events_retract",
     "pending_confirmations_process",
+    "trigger_actions_validate",
     "trigger_create",
     "trigger_dry_run",
     "trigger_keys_rebuild",
+    "trigger_test",
     "trigger_update",
     "trigger_validate",
+    "trigger_watched_events",
     "triggers_sweep",
 )
 
@@ -128,15 +134,86 @@ _POLICY_FIELDS = (
 )
 
 
+def _template_problem(destination: Destination, template: str) -> str | None:
+    """Why a template cannot work for this destination's channel, checked when the
+    trigger is saved (a syntax error must not wait for the first match to surface
+    as a dead delivery). Telegram: a text template in the destination's parse mode;
+    webhook and MCP: a JSON document whose strings are templates."""
+    if not template.strip():
+        return None
+    try:
+        if destination.channel == "telegram":
+            template_check(template, mode=destination.config.get("parse_mode", "MarkdownV2"))
+            return None
+        try:
+            document = json.loads(template)
+        except ValueError as exc:
+            return f"a {destination.channel} template is a JSON document: {exc}"
+        pending = [document]
+        while pending:
+            node = pending.pop()
+            if isinstance(node, dict):
+                pending.extend(node.values())
+            elif isinstance(node, list):
+                pending.extend(node)
+            elif isinstance(node, str):
+                template_check(node)
+        if destination.channel == "mcp" and not isinstance(document, dict):
+            return "MCP tool arguments must be a JSON object"
+    except TemplateError as exc:
+        return str(exc)
+    return None
+
+
+def trigger_actions_validate(*, organization_id: int, actions: list[ActionSpec]) -> None:
+    """Check a trigger's actions on their own (the admin's inline formset calls this
+    before anything is saved). Errors are ``actions[<index>].<field>: <why>``."""
+    _actions_validate(organization_id, actions)
+
+
 def _actions_validate(organization_id: int, actions: list[ActionSpec]) -> None:
+    """Errors are ``actions[<index>].<field>: <why>`` — the API nests them by index."""
     errors = []
     for i, action in enumerate(actions):
         if action.destination.organization_id != organization_id:
             errors.append(f"actions[{i}].destination: no such destination")
-        if len(action.template) > 8000:
+        elif len(action.template) > 8000:
             errors.append(f"actions[{i}].template: at most 8000 characters")
+        else:
+            problem = _template_problem(action.destination, action.template)
+            if problem:
+                errors.append(f"actions[{i}].template: {problem}")
     if errors:
         raise ValidationError({"actions": errors})
+
+
+def _trigger_check(trigger: Trigger, organization_id: int, actions: list[ActionSpec] | None) -> None:
+    """Filters, conditions, policy and actions validated together: one
+    ``ValidationError`` carrying every problem, so a caller fixes them in one go."""
+    errors: dict[str, list[str]] = {}
+    try:
+        trigger_validate(
+            chain_ids=trigger.chain_ids,
+            registries=trigger.registries,
+            event_types=trigger.event_types,
+            conditions=trigger.conditions,
+            confirmation_mode=trigger.confirmation_mode,
+            confirmations=trigger.confirmations,
+        )
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    if actions is not None:
+        try:
+            _actions_validate(organization_id, actions)
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
+    try:
+        trigger.full_clean(exclude=("conditions", "chain_ids", "registries", "event_types", "recent_fires"))
+    except ValidationError as exc:
+        for field, messages in exc.message_dict.items():
+            errors.setdefault(field, []).extend(messages)
+    if errors:
+        raise ValidationError(errors)
 
 
 @transaction.atomic
@@ -167,17 +244,8 @@ def trigger_create(
         created_by=created_by,
         **policy,
     )
-    trigger_validate(
-        chain_ids=trigger.chain_ids,
-        registries=trigger.registries,
-        event_types=trigger.event_types,
-        conditions=trigger.conditions,
-        confirmation_mode=trigger.confirmation_mode,
-        confirmations=trigger.confirmations,
-    )
     actions = actions or []
-    _actions_validate(organization.pk, actions)
-    trigger.full_clean(exclude=("conditions", "chain_ids", "registries", "event_types", "recent_fires"))
+    _trigger_check(trigger, organization.pk, actions)
     trigger.save()
     TriggerAction.objects.bulk_create(
         [
@@ -201,18 +269,9 @@ def trigger_update(*, trigger: Trigger, actions: list[ActionSpec] | None = None,
     trigger = Trigger.objects.select_for_update().get(pk=trigger.pk)
     for name, value in fields.items():
         setattr(trigger, name, value)
-    trigger_validate(
-        chain_ids=trigger.chain_ids,
-        registries=trigger.registries,
-        event_types=trigger.event_types,
-        conditions=trigger.conditions,
-        confirmation_mode=trigger.confirmation_mode,
-        confirmations=trigger.confirmations,
-    )
-    trigger.full_clean(exclude=("conditions", "chain_ids", "registries", "event_types", "recent_fires"))
+    _trigger_check(trigger, trigger.organization_id, actions)
     trigger.save()
     if actions is not None:
-        _actions_validate(trigger.organization_id, actions)
         trigger.actions.all().delete()
         TriggerAction.objects.bulk_create(
             [
@@ -397,8 +456,13 @@ def _prefilter(trigger: Trigger, event: ChainEvent, paused: set[int] | None = No
         paused = set(Organization.objects.filter(pk=trigger.organization_id, paused=True).values_list("pk", flat=True))
     if trigger.organization_id in paused:
         return False
-    if event.is_backfill and not trigger.fire_on_backfill:
-        return False
+    if not trigger.fire_on_backfill:
+        if event.is_backfill:
+            return False
+        # A trigger sees what is indexed after it exists, whenever the worker gets to
+        # it — not older events that happened to be evaluated late.
+        if event.indexed_at and event.indexed_at < trigger.created_at:
+            return False
     if trigger.chain_ids and event.chain_id not in trigger.chain_ids:
         return False
     if trigger.registries and event.registry not in trigger.registries:
@@ -653,6 +717,19 @@ class DryRunResult:
     messages: list[dict[str, Any]] = field(default_factory=list)
 
 
+def trigger_watched_events(*, trigger: Trigger, limit: int = 20) -> list[ChainEvent]:
+    """The last ``limit`` indexed events the trigger watches (its chains, registries
+    and event types), oldest first: what a dry run without an event id replays."""
+    qs = ChainEvent.objects.filter(removed=False).select_related("chain")
+    if trigger.chain_ids:
+        qs = qs.filter(chain_id__in=trigger.chain_ids)
+    if trigger.registries:
+        qs = qs.filter(registry__in=trigger.registries)
+    if trigger.event_types:
+        qs = qs.filter(event_type__in=trigger.event_types)
+    return list(qs.order_by("-id")[:limit])[::-1]
+
+
 def trigger_dry_run(
     *, trigger: Trigger, actions: Iterable[TriggerAction] | None = None, events: Iterable[ChainEvent]
 ) -> list[DryRunResult]:
@@ -694,6 +771,97 @@ def trigger_dry_run(
                     result.messages.append({"destination": action.destination_id, "payload": payload})
                 except Exception as exc:  # a template error is shown, not raised
                     result.messages.append({"destination": action.destination_id, "error": str(exc)})
+        results.append(result)
+    return results
+
+
+#
+# Test sends
+#
+
+_SAMPLE_ARGS: dict[str, dict[str, Any]] = {
+    "NewFeedback": {
+        "agentId": "1",
+        "clientAddress": "0x" + "11" * 20,
+        "feedbackIndex": 1,
+        "value": "87",
+        "valueDecimals": 0,
+        "valueNormalized": "87",
+        "tag1": "sample",
+        "tag2": "",
+        "endpoint": "",
+        "feedbackURI": "",
+        "feedbackHash": "0x" + "00" * 32,
+    },
+    "ValidationResponse": {
+        "validatorAddress": "0x" + "22" * 20,
+        "agentId": "1",
+        "requestHash": "0x" + "00" * 32,
+        "response": "100",
+        "responseURI": "",
+        "responseHash": "0x" + "00" * 32,
+        "tag": "sample",
+    },
+    "Registered": {"agentId": "1", "agentURI": "ipfs://sample", "owner": "0x" + "33" * 20},
+}
+
+
+def _sample_event(trigger: Trigger) -> ChainEvent:
+    """The newest event the trigger watches, or (none indexed yet) an unsaved event
+    shaped like one it would see."""
+    recent = trigger_watched_events(trigger=trigger, limit=1)
+    if recent:
+        return recent[0]
+    event_type = (trigger.event_types or ["NewFeedback"])[0]
+    registry = next((r for r, types in REGISTRY_EVENT_TYPES.items() if event_type in types), Registry.IDENTITY)
+    chain_id = (trigger.chain_ids or [1])[0]
+    chain = Chain.objects.filter(pk=chain_id).first() or Chain(chain_id=chain_id, name=f"chain {chain_id}")
+    return ChainEvent(
+        pk=0,
+        chain=chain,
+        block_number=1,
+        block_hash="0x" + "00" * 32,
+        block_timestamp=timezone.now(),
+        tx_hash="0x" + "00" * 32,
+        tx_index=0,
+        log_index=0,
+        address="0x" + "00" * 20,
+        registry=registry,
+        event_type=event_type,
+        agent_id=1,
+        args=_SAMPLE_ARGS.get(event_type, {"agentId": "1"}),
+    )
+
+
+@dataclass
+class TestSendResult:
+    action: int
+    destination: int
+    delivery: Delivery | None = None
+    error: str = ""
+
+
+def trigger_test(*, trigger: Trigger) -> list[TestSendResult]:
+    """Send one real ``test`` delivery per enabled action, rendered from a sample
+    event (the newest the trigger watches, else a made-up one) with the same context
+    a match builds — so the receiver sees what a real notification will look like.
+    A template that cannot render is reported for its action; the others still go."""
+    event = _sample_event(trigger)
+    agent = agent_views_for_events([event]).get(event.pk) if event.pk else None
+    context = evaluation_context_build(event=event, agent=agent, trigger=trigger)
+    results = []
+    for action in trigger.actions.select_related("destination").filter(enabled=True).order_by("position", "id"):
+        result = TestSendResult(action=action.position, destination=action.destination_id)
+        try:
+            with transaction.atomic():
+                result.delivery = destination_test(
+                    destination=action.destination,
+                    template=action.template,
+                    context=context,
+                    trigger_id=trigger.pk,
+                )
+        except PayloadError as exc:
+            result.error = str(exc)
         results.append(result)
     return results
 

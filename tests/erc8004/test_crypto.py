@@ -54,6 +54,7 @@ def test_production_refuses_to_start_without_keys():
     env = {
         "ERC8004_ENV": "production",
         "DJANGO_SECRET_KEY": "a" * 50,
+        "JWT_SECRET": "Zq3vN8rT1xLw5pYc0bHk7mJd2sFg9aUe4QiRo6Vt",  # required in production too (issue 5)
         "DATABASE_URL": "sqlite:///:memory:",
         "PATH": "/usr/bin:/bin",
     }

@@ -473,20 +473,16 @@ def test_detail_query_count_is_fixed(client, many, django_assert_max_num_queries
 #
 
 
-def test_throttled_requests_get_429_with_retry_after(client, world, settings, monkeypatch):
-    from erc8004.api import PublicReadAnonThrottle
-
-    rates = dict(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], public_read_anon="3/min")
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
-    # Windows are aligned to the clock: pin it mid-window so the requests never straddle two.
-    monkeypatch.setattr(PublicReadAnonThrottle, "timer", staticmethod(lambda: 1_800_000_030.0))
+def test_throttled_requests_get_429_with_retry_after(client, world, settings):
+    """The API-wide throttle (erc8004/auth.py) on the public read API: per anonymous IP."""
+    settings.API_THROTTLE_RATES = {**settings.API_THROTTLE_RATES, "anon": "3/min"}
     ip = "10.20.30.40"  # a client of its own: the suite's other requests do not count
     statuses = [client.get("/api/v1/agents/", REMOTE_ADDR=ip).status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
     throttled = client.get("/api/v1/agents/31337:0/", REMOTE_ADDR=ip)
     assert throttled.status_code == 429
     retry_after = int(throttled.headers["Retry-After"])
-    assert retry_after == 30  # the rest of the one-minute window
+    assert 0 < retry_after <= 60  # the rest of the one-minute window
     body = throttled.json()
     assert body["code"] == "throttled"
     assert body["retry_after"] == retry_after

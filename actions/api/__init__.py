@@ -1,0 +1,1 @@
+"""Destinations and deliveries API (``/api/v1/destinations/``, ``/api/v1/deliveries/``)."""
