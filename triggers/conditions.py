@@ -44,6 +44,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from typing import Any
 
 import regex
@@ -175,6 +176,16 @@ def _norm_text(value: Any) -> str:
     return text
 
 
+_NUMERIC_OPS = {
+    "eq": lambda a, b: a == b,
+    "ne": lambda a, b: a != b,
+    "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b,
+}
+
+
 def _compare(op: str, actual: Any, expected: Any, compiled: Any = None) -> bool:
     """Compare an event value with a condition value; never raises."""
     if actual is None:
@@ -240,11 +251,11 @@ class Condition:
     evaluator: Callable[[Condition, dict[str, Any], EvaluationContext], bool] | None = None
     compiled: Any = None
 
-    @property
+    @cached_property
     def stateful(self) -> bool:
         return self.kind in ("ema", "rate") or any(c.stateful for c in self.children)
 
-    @property
+    @cached_property
     def needs_agent(self) -> bool:
         return self.kind in ("agent_has_service", "agent_average") or any(c.needs_agent for c in self.children)
 
@@ -312,7 +323,7 @@ def _event_number(view: dict[str, Any]) -> Decimal | None:
 
 def _eval_value_threshold(node: Condition, view: dict[str, Any], ctx: EvaluationContext) -> bool:
     number = _event_number(view)
-    return number is not None and _compare(node.spec["op"], number, node.spec["value"])
+    return number is not None and _NUMERIC_OPS[node.spec["op"]](number, node.spec["number"])
 
 
 def _eval_tag_equals(node: Condition, view: dict[str, Any], ctx: EvaluationContext) -> bool:
@@ -464,6 +475,7 @@ def _parse_leaf(spec: dict[str, Any], path: str) -> Condition:
     elif kind in ("value_threshold", "agent_average"):
         clean["op"] = _op(spec, path, THRESHOLD_OPS)
         clean["value"] = _number(spec, "value", path)
+        clean["number"] = Decimal(clean["value"])  # parsed once, compared many times
     elif kind == "tag_equals":
         tag = spec.get("tag", "tag1")
         if tag not in ("tag1", "tag2"):

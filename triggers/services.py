@@ -23,14 +23,22 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from actions.models import Delivery, Destination
-from actions.services import delivery_create, delivery_retract, destination_test, payload_build
+from actions.services import (
+    DeliverySpec,
+    deliveries_create,
+    delivery_create,
+    delivery_retract,
+    destination_test,
+    payload_build,
+)
 from actions.templates import PayloadError, TemplateError, template_check
 from agents.selectors import agent_views_for_events
 from erc8004 import metrics
+from erc8004.bulk import bulk_insert
 from erc8004.models import Organization
 from indexing.models import Chain, ChainCursor, ChainEvent, Registry
 
@@ -410,7 +418,15 @@ _TRIGGERS: dict[int, Trigger] = {}
 
 
 def _triggers_load(ids: set[int]) -> dict[int, Trigger]:
-    current = dict(Trigger.objects.filter(pk__in=ids, enabled=True).values_list("pk", "updated_at"))
+    if connection.vendor == "postgresql":  # one array parameter instead of thousands (see _candidate_keys)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id, updated_at FROM {Trigger._meta.db_table} WHERE id = ANY(%s) AND enabled",  # noqa: S608
+                [sorted(ids)],
+            )
+            current = dict(cursor.fetchall())
+    else:
+        current = dict(Trigger.objects.filter(pk__in=ids, enabled=True).values_list("pk", "updated_at"))
     stale = [pk for pk, updated_at in current.items() if pk not in _TRIGGERS or _TRIGGERS[pk].updated_at != updated_at]
     if stale:
         for trigger in Trigger.objects.filter(pk__in=stale):
@@ -421,15 +437,37 @@ def _triggers_load(ids: set[int]) -> dict[int, Trigger]:
     return {pk: _TRIGGERS[pk] for pk in current}
 
 
+def _candidate_keys(*, chains: set[int], types: set[str], agents: set) -> list[tuple]:
+    """(trigger, chain, type, agent) index rows that can match any of these events.
+
+    On PostgreSQL the lists travel as three array parameters (``= ANY``): a batch
+    touches hundreds of agents, and Django prepares each value of an ``IN`` list
+    separately — that was a fifth of the evaluation time with 10,000 triggers."""
+    if connection.vendor == "postgresql":
+        table = TriggerKey._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT trigger_id, chain_id, event_type, agent_id FROM {table} "  # noqa: S608 - table from the model
+                "WHERE (chain_id = ANY(%s) OR chain_id IS NULL) "
+                "AND (event_type = ANY(%s) OR event_type IS NULL) "
+                "AND (agent_id = ANY(%s::numeric[]) OR agent_id IS NULL)",
+                [sorted(chains), sorted(types), [str(int(a)) for a in agents]],
+            )
+            return cursor.fetchall()
+    return list(
+        TriggerKey.objects.filter(
+            Q(chain_id__in=chains) | Q(chain_id__isnull=True),
+            Q(event_type__in=types) | Q(event_type__isnull=True),
+            Q(agent_id__in=agents) | Q(agent_id__isnull=True),
+        ).values_list("trigger_id", "chain_id", "event_type", "agent_id")
+    )
+
+
 def _candidates(events: list[ChainEvent]) -> dict[int, list[Trigger]]:
     chains = {e.chain_id for e in events}
     types = {e.event_type for e in events}
     agents = {e.agent_id for e in events if e.agent_id is not None}
-    keys = TriggerKey.objects.filter(
-        Q(chain_id__in=chains) | Q(chain_id__isnull=True),
-        Q(event_type__in=types) | Q(event_type__isnull=True),
-        Q(agent_id__in=agents) | Q(agent_id__isnull=True),
-    ).values_list("trigger_id", "chain_id", "event_type", "agent_id")
+    keys = _candidate_keys(chains=chains, types=types, agents=agents)
     index: dict[tuple, set[int]] = defaultdict(set)
     for trigger_id, chain_id, event_type, agent_id in keys:
         index[(chain_id, event_type, None if agent_id is None else int(agent_id))].add(trigger_id)
@@ -510,11 +548,16 @@ def _deliveries_create(
     *, match: Match, trigger: Trigger, event: ChainEvent, context: dict[str, Any], cache: dict
 ) -> list[Delivery]:
     deliveries = []
+    errors = []
     for action in _actions_for(trigger, cache):
         destination: Destination = action.destination
         if not destination.enabled:
             continue
-        payload = payload_build(destination=destination, template=action.template, context=context)
+        try:
+            payload = payload_build(destination=destination, template=action.template, context=context)
+        except PayloadError as exc:
+            errors.append(f"destination {destination.pk}: {exc}")
+            continue
         delivery = delivery_create(
             destination=destination,
             kind="notification",
@@ -528,6 +571,8 @@ def _deliveries_create(
         deliveries.append(delivery)
     if deliveries:
         match.deliveries.add(*deliveries)
+    if errors:
+        _template_errors_record(match, errors)
     return deliveries
 
 
@@ -580,6 +625,94 @@ def _evaluate_one(
     return match
 
 
+def _simple(trigger: Trigger, condition: Condition) -> bool:
+    """A trigger whose decision needs no lock: no stateful condition, no cooldown or
+    max-fires policy. Its matches are written in bulk at the end of the batch."""
+    return not condition.stateful and not trigger.cooldown_seconds and trigger.max_fires is None
+
+
+def _matches_write(*, pending: list[tuple[Trigger, ChainEvent, dict[str, Any] | None]], now: datetime) -> list[Match]:
+    """Write the batch's matches of simple triggers with a fixed number of statements:
+    Match rows, atomic fire counters, one query for the actions, bulk deliveries."""
+    if not pending:
+        return []
+    matches = bulk_insert([Match(trigger_id=t.pk, event_id=e.pk, status=Match.Status.FIRED) for t, e, _ in pending])
+    counts: dict[int, int] = defaultdict(int)
+    for trigger, _, _ in pending:
+        counts[trigger.pk] += 1
+    _fire_counters_add(counts=counts, now=now)
+    actions: dict[int, list[TriggerAction]] = defaultdict(list)
+    for action in (
+        TriggerAction.objects.filter(trigger_id__in=list(counts), enabled=True)
+        .select_related("destination")
+        .order_by("trigger_id", "position", "id")
+    ):
+        actions[action.trigger_id].append(action)
+    specs: list[DeliverySpec] = []
+    owners: list[Match] = []
+    for match, (trigger, event, agent) in zip(matches, pending, strict=True):
+        trigger_actions = [a for a in actions.get(trigger.pk, ()) if a.destination.enabled]
+        if not trigger_actions:
+            continue
+        context = evaluation_context_build(event=event, agent=agent, trigger=trigger)
+        errors = []
+        for action in trigger_actions:
+            try:
+                payload = payload_build(destination=action.destination, template=action.template, context=context)
+            except PayloadError as exc:
+                errors.append(f"destination {action.destination_id}: {exc}")
+                continue
+            specs.append(
+                DeliverySpec(
+                    destination=action.destination,
+                    payload=payload,
+                    idempotency_key=f"match:{match.pk}:destination:{action.destination_id}",
+                    trigger_id=trigger.pk,
+                    match_id=match.pk,
+                    event_id=event.pk,
+                    event_block_timestamp=event.block_timestamp,
+                )
+            )
+            owners.append(match)
+        if errors:
+            _template_errors_record(match, errors)
+    deliveries = deliveries_create(specs=specs) if specs else []
+    Match.deliveries.through.objects.bulk_create(
+        [Match.deliveries.through(match_id=m.pk, delivery_id=d.pk) for m, d in zip(owners, deliveries, strict=True)],
+        ignore_conflicts=True,
+    )
+    metrics.TRIGGER_MATCHES.labels(outcome="fired").inc(len(matches))
+    return matches
+
+
+def _template_errors_record(match: Match, errors: list[str]) -> None:
+    """A template that fails on this event's data: never retryable, so it is kept on
+    the match (visible in the API and admin) and logged, and the other actions go on."""
+    match.reason = ("template error: " + "; ".join(errors))[:200]
+    Match.objects.filter(pk=match.pk).update(reason=match.reason)
+    logger.warning("trigger %s, event %s: %s", match.trigger_id, match.event_id, match.reason)
+
+
+def _fire_counters_add(*, counts: dict[int, int], now: datetime) -> None:
+    """fire_count += n and last_fired_at = now for each trigger, atomically (two
+    workers firing the same trigger must not lose an increment)."""
+    if connection.vendor == "postgresql":
+        values = ", ".join(["(%s, %s)"] * len(counts))
+        params: list[Any] = []
+        for trigger_id, count in counts.items():
+            params += [trigger_id, count]
+        table = Trigger._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} AS t SET fire_count = t.fire_count + v.n, last_fired_at = %s "  # noqa: S608 - table name from the model
+                f"FROM (VALUES {values}) AS v(id, n) WHERE t.id = v.id",
+                [now, *params],
+            )
+        return
+    for trigger_id, count in counts.items():
+        Trigger.objects.filter(pk=trigger_id).update(fire_count=F("fire_count") + count, last_fired_at=now)
+
+
 def _confirmed_enough(trigger: Trigger, event: ChainEvent, heads: dict[int, int | None]) -> bool:
     if trigger.confirmation_mode != Trigger.Confirmation.CONFIRMED:
         return True
@@ -620,8 +753,10 @@ def events_evaluate(*, event_ids: list[int]) -> EvaluationReport:
         action_cache: dict = {}
         match_counts: dict[int, int] = defaultdict(int)
         paused = set(Organization.objects.filter(paused=True).values_list("pk", flat=True))
+        pending: list[tuple[Trigger, ChainEvent, dict[str, Any] | None]] = []
         for event in events:
             view = None
+            agent = agents.get(event.pk)
             for trigger in candidates.get(event.pk, ()):
                 if not _prefilter(trigger, event, paused):
                     continue
@@ -633,10 +768,18 @@ def events_evaluate(*, event_ids: list[int]) -> EvaluationReport:
                     )
                     report.deferred += 1
                     continue
+                condition = _condition_for(trigger)
+                if _simple(trigger, condition):
+                    metrics.TRIGGERS_EVALUATED.inc()
+                    if condition.evaluate(view, EvaluationContext(agent=agent)):
+                        pending.append((trigger, event, agent))
+                        match_counts[event.pk] += 1
+                        report.matches += 1
+                    continue
                 match = _evaluate_one(
                     trigger=trigger,
                     event=event,
-                    agent=agents.get(event.pk),
+                    agent=agent,
                     now=now,
                     action_cache=action_cache,
                     view=view,
@@ -644,6 +787,7 @@ def events_evaluate(*, event_ids: list[int]) -> EvaluationReport:
                 if match is not None:
                     match_counts[event.pk] += 1
                     report.matches += 1
+        _matches_write(pending=pending, now=now)
         for event_id, count in match_counts.items():
             EventEvaluation.objects.filter(event_id=event_id, phase=EventEvaluation.Phase.INDEXED).update(matches=count)
     return report

@@ -296,3 +296,23 @@ def test_dry_run_shows_matches_and_messages_and_writes_nothing(org, hook):
     assert not Delivery.objects.exists()
     unsaved = Trigger(organization=org, name="draft", conditions={"type": "value_threshold", "op": "gt", "value": 90})
     assert [r.matched for r in trigger_dry_run(trigger=unsaved, actions=[], events=events)] == [False, True]
+
+
+def test_a_template_failing_on_the_event_is_kept_on_the_match_and_blocks_nothing(org, hook):
+    good = destination_create(organization=org, name="good", channel="webhook", config={"url": "http://127.0.0.1:9/"})
+    trigger_create(
+        organization=org,
+        name="broken template",
+        conditions={"type": "value_threshold", "op": "lt", "value": 50},
+        actions=[
+            ActionSpec(destination=hook, template='{"ratio": "{{ 1 / event.args.valueDecimals }}"}'),
+            ActionSpec(destination=good),
+        ],
+    )
+    failing, fine = make_feedback_event(value=1, decimals=0), make_feedback_event(value=2, decimals=0)
+    report = events_evaluate(event_ids=[failing.pk, fine.pk])
+    assert report.matches == 2
+    match = Match.objects.get(event=failing)
+    assert match.reason.startswith("template error: destination")
+    assert "division" in match.reason.lower() or "zero" in match.reason.lower()
+    assert list(match.deliveries.values_list("destination_id", flat=True)) == [good.pk]
