@@ -32,7 +32,7 @@ from typing import Any
 from django.db.models import Count, Max, Q, Sum
 from eth_utils import to_checksum_address
 
-from erc8004.bulk import bulk_insert, bulk_update, bulk_upsert
+from erc8004.bulk import bulk_insert, bulk_update, bulk_upsert, instance_fast
 from indexing.models import ChainEvent, ContractDeployment, Registry
 
 from .models import (
@@ -254,12 +254,15 @@ class _Batch:
                 self._identity_touched(event, agent)
                 return
         self.metadata_deleted.discard(slot)
-        self.metadata[slot] = AgentMetadata(
-            key=meta_key,
-            key_hash=slot[1],
-            value=value,
-            updated_block=event.block_number,
-            updated_at=event.block_timestamp,
+        self.metadata[slot] = instance_fast(
+            AgentMetadata,
+            {
+                "key": meta_key,
+                "key_hash": slot[1],
+                "value": value,
+                "updated_block": event.block_number,
+                "updated_at": event.block_timestamp,
+            },
         )
         self._identity_touched(event, agent)
 
@@ -270,25 +273,28 @@ class _Batch:
             slot = (key, event.address, client)
             index = self.next_legacy_index.get(slot, 1)
             self.next_legacy_index[slot] = index + 1
-        feedback = Feedback(
-            reputation_address=event.address,
-            client_address=client,
-            feedback_index=index,
-            value=Decimal(args["value"]),
-            value_decimals=args["valueDecimals"],
-            value_normalized=Decimal(args["valueNormalized"]),
-            tag1=args["tag1"],
-            tag1_hash=text_hash(args["tag1"]),
-            tag2=args["tag2"],
-            tag2_hash=text_hash(args["tag2"]),
-            endpoint=args["endpoint"],
-            feedback_uri=args["feedbackURI"],
-            feedback_hash=args["feedbackHash"],
-            abi_version=event.abi_version,
-            created_block=event.block_number,
-            created_at=event.block_timestamp,
-            tx_hash=event.tx_hash,
-            event=event,
+        feedback = instance_fast(
+            Feedback,
+            {
+                "reputation_address": event.address,
+                "client_address": client,
+                "feedback_index": index,
+                "value": Decimal(args["value"]),
+                "value_decimals": args["valueDecimals"],
+                "value_normalized": Decimal(args["valueNormalized"]),
+                "tag1": args["tag1"],
+                "tag1_hash": text_hash(args["tag1"]),
+                "tag2": args["tag2"],
+                "tag2_hash": text_hash(args["tag2"]),
+                "endpoint": args["endpoint"],
+                "feedback_uri": args["feedbackURI"],
+                "feedback_hash": args["feedbackHash"],
+                "abi_version": event.abi_version,
+                "created_block": event.block_number,
+                "created_at": event.block_timestamp,
+                "tx_hash": event.tx_hash,
+                "event_id": event.pk,
+            },
         )
         feedback._agent_key = key  # type: ignore[attr-defined]  # resolved to a pk at flush
         self.new_feedback[(key, event.address, client, index)] = feedback
@@ -305,16 +311,19 @@ class _Batch:
 
     def _on_ResponseAppended(self, event: ChainEvent, key: AgentKey, agent: Agent, args: dict) -> None:
         fkey = (key, event.address, args["clientAddress"], args["feedbackIndex"])
-        response = FeedbackResponse(
-            reputation_address=event.address,
-            client_address=args["clientAddress"],
-            feedback_index=args["feedbackIndex"],
-            responder=args["responder"],
-            response_uri=args["responseURI"],
-            response_hash=args["responseHash"],
-            created_block=event.block_number,
-            created_at=event.block_timestamp,
-            event=event,
+        response = instance_fast(
+            FeedbackResponse,
+            {
+                "reputation_address": event.address,
+                "client_address": args["clientAddress"],
+                "feedback_index": args["feedbackIndex"],
+                "responder": args["responder"],
+                "response_uri": args["responseURI"],
+                "response_hash": args["responseHash"],
+                "created_block": event.block_number,
+                "created_at": event.block_timestamp,
+                "event_id": event.pk,
+            },
         )
         self.responses.append((response, fkey))
 
