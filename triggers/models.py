@@ -12,11 +12,11 @@ Exactly-once evaluation rests on two database facts, not on Python checks:
 
 from __future__ import annotations
 
-from actions.models import Delivery, Destination
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from actions.models import Delivery, Destination
 from erc8004.models import Organization
 from indexing.models import AGENT_ID_FIELD_KWARGS, ChainEvent
 

@@ -29,6 +29,7 @@ from actions.models import Delivery, Destination
 from actions.services import delivery_create, delivery_retract, payload_build
 from agents.selectors import agent_views_for_events
 from erc8004 import metrics
+from erc8004.logs import log_context
 from erc8004.models import Organization
 from indexing.models import ChainCursor, ChainEvent, Registry
 
@@ -569,17 +570,19 @@ def events_evaluate(*, event_ids: list[int]) -> EvaluationReport:
                     )
                     report.deferred += 1
                     continue
-                match = _evaluate_one(
-                    trigger=trigger,
-                    event=event,
-                    agent=agents.get(event.pk),
-                    now=now,
-                    action_cache=action_cache,
-                    view=view,
-                )
-                if match is not None:
-                    match_counts[event.pk] += 1
-                    report.matches += 1
+                with log_context(chain_id=event.chain_id, event_id=event.pk, trigger_id=trigger.pk):
+                    match = _evaluate_one(
+                        trigger=trigger,
+                        event=event,
+                        agent=agents.get(event.pk),
+                        now=now,
+                        action_cache=action_cache,
+                        view=view,
+                    )
+                    if match is not None:
+                        match_counts[event.pk] += 1
+                        report.matches += 1
+                        logger.info("trigger matched (%s) %s", match.status, event.event_type)
         for event_id, count in match_counts.items():
             EventEvaluation.objects.filter(event_id=event_id, phase=EventEvaluation.Phase.INDEXED).update(matches=count)
     return report

@@ -11,10 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 from django.utils import timezone
-from indexing.devnet.contracts import devnet_deploy, devnet_register_chain
-from indexing.devnet.workload import Workload
 from web3 import HTTPProvider, Web3
 
+from indexing.devnet.contracts import devnet_deploy, devnet_register_chain
+from indexing.devnet.workload import Workload
 from indexing.models import ChainCursor, ChainEvent, RpcEndpoint, UnknownLog
 from indexing.poller import CursorMoved, _commit_range, chain_poll
 from indexing.services import chain_reindex_from
