@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -200,7 +201,10 @@ def _broker(deep: bool) -> Iterable[CheckResult]:
     client.ping()
     data: dict[str, Any] = {"latency_ms": round((time.monotonic() - started) * 1000, 1)}
     if deep:
-        info = client.info("memory")
+        try:
+            info = client.info("memory")
+        except redis.ResponseError:  # the embedded Redis-protocol server has no INFO
+            info = {}
         data["used_memory_bytes"] = info.get("used_memory")
         data["maxmemory_policy"] = info.get("maxmemory_policy")
         if info.get("maxmemory_policy") not in (None, "noeviction"):

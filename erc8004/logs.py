@@ -96,6 +96,9 @@ def logging_config(*, fmt: str, level: str, task_events: bool = False) -> dict[s
             "httpcore2": {"level": "WARNING"},
             "celery.app.trace": {"level": task_level},
             "celery.worker.strategy": {"level": task_level},
+            "celery.beat": {"level": task_level},  # "Sending due task …", several a second
+            # "…/.env not found": the environment is the configuration in production.
+            "environ.environ": {"level": "WARNING"},
             "django_structlog.celery": {"level": task_level},
             # One line per request with its status and the request id is the access log;
             # "request_started" duplicates it.

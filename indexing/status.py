@@ -92,7 +92,7 @@ def chain_metrics() -> Iterable[Metric]:
         "lag_s": GaugeMetricFamily(
             "erc8004_chain_lag_seconds",
             "Seconds since the indexer was last within confirmations of the head",
-            ["chain"],
+            labels=["chain"],
         ),
         "head_age": GaugeMetricFamily(
             "erc8004_chain_head_age_seconds", "Seconds since the head was last read (poller liveness)", labels=["chain"]
