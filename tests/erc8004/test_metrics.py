@@ -1,0 +1,131 @@
+"""``/metrics`` after real activity: a devnet indexed by the poller, a real worker
+delivering to a signed-webhook receiver, a destination whose breaker opens for
+real. The page is parsed with prometheus_client's own parser (so the exposition
+format is valid), and each series is checked against the database.
+
+The multi-process side (counters written by worker processes, summed by a web
+process) is exercised by tests/erc8004/test_run.py on the real ``make run`` stack.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+from prometheus_client.parser import text_string_to_metric_families
+
+from actions.models import BreakerState, Delivery, Destination
+from actions.services import destination_create, destination_test
+from erc8004 import metrics
+from indexing.models import ChainCursor, ChainEvent
+from tests.fixtures.pipeline import low_feedback_count, pipeline_build, poll_until_caught_up
+from tests.fixtures.processes import free_port, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
+
+
+def scrape(client) -> dict[tuple[str, tuple], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(response.content.decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def total(samples: dict, name: str, **labels: str) -> float:
+    want = set(labels.items())
+    return sum(v for (n, lbls), v in samples.items() if n == name and want <= set(lbls))
+
+
+def test_metrics_after_real_activity(devnet_factory, celery_worker, webhook_receiver, client):
+    pipeline = pipeline_build(devnet_factory(), webhook_receiver, seed=5)
+    chain = str(pipeline.chain.chain_id)
+    before = scrape(client)
+
+    pipeline.workload.run(120)
+    poll_until_caught_up(pipeline.chain.chain_id)
+    expected = low_feedback_count(pipeline.workload.truth())
+    assert expected > 0
+    assert webhook_receiver.wait_for(lambda r: len(r.accepted) >= expected, timeout=60)
+
+    # A destination whose receiver is down opens its breaker at the first failure.
+    down = destination_create(
+        organization=pipeline.destination.organization,
+        name="down",
+        channel="webhook",
+        config={"url": f"http://127.0.0.1:{free_port()}/hook", "timeout": 2},
+        failure_threshold=1,
+        cooldown_seconds=600,
+    )
+    destination_test(destination=down)
+    wait_for(
+        lambda: Destination.objects.get(pk=down.pk).breaker_state == BreakerState.OPEN, 30, what="the breaker to open"
+    )
+
+    after = scrape(client)
+    events = ChainEvent.objects.filter(chain_id=pipeline.chain.chain_id).count()
+    cursor = ChainCursor.objects.get(pk=pipeline.chain.chain_id)
+
+    # Counters (this process's registry: the in-thread worker counts here too).
+    def delta(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert delta("erc8004_events_ingested_total", chain=chain) == events
+    assert delta("erc8004_rpc_calls_total", chain=chain) > 0
+    assert delta("erc8004_polls_total", chain=chain, outcome="indexed") >= 1
+    assert delta("erc8004_trigger_matches_total", outcome="fired") == expected
+    assert delta("erc8004_deliveries_total", channel="webhook", status="succeeded") == expected
+    assert delta("erc8004_delivery_attempts_total", channel="webhook", outcome="failure") >= 1
+    assert delta("erc8004_delivery_latency_seconds_count", channel="webhook") == expected
+    assert delta("erc8004_breaker_transitions_total", channel="webhook", to_state="open") == 1
+    assert total(after, "django_http_requests_total_by_method_total", method="GET") > 0
+
+    # Facts read at scrape time from the database and Redis.
+    assert after[("erc8004_chain_head_block", (("chain", chain),))] == cursor.head_block
+    assert after[("erc8004_chain_indexed_block", (("chain", chain),))] == cursor.last_block_number
+    assert after[("erc8004_chain_lag_blocks", (("chain", chain),))] == cursor.head_block - cursor.last_block_number
+    assert ("erc8004_chain_lag_seconds", (("chain", chain),)) in after
+    assert after[("erc8004_chain_reorgs", (("chain", chain),))] == cursor.reorg_count
+    state = after[("erc8004_destination_breaker_state", (("channel", "webhook"), ("destination", str(down.pk))))]
+    assert state == 2
+    assert (
+        after[
+            (
+                "erc8004_destination_breaker_state",
+                (("channel", "webhook"), ("destination", str(pipeline.destination.pk))),
+            )
+        ]
+        == 0
+    )
+    assert after[("erc8004_destinations", (("breaker_state", "open"),))] == 1
+    waiting = Delivery.objects.filter(status__in=("pending", "retrying")).count()
+    assert after[("erc8004_outbox_pending_rows", ())] == waiting
+    assert after[("erc8004_outbox_dead_letters", ())] == Delivery.objects.filter(status="dead").count()
+    for queue in ("indexing", "triggers", "actions"):
+        assert ("erc8004_queue_depth", (("queue", queue),)) in after
+    assert after[("erc8004_events_unevaluated", ())] == 0
+    assert total(after, "erc8004_scrape_errors") == 0
+
+
+def test_a_failing_collector_is_reported_and_the_rest_still_served(client, db):
+    def broken():
+        raise RuntimeError("redis is down")
+
+    metrics.scrape_collector(broken)
+    try:
+        samples = scrape(client)
+    finally:
+        metrics._SCRAPE_COLLECTORS.remove(broken)
+    name = f"{broken.__module__}.{broken.__qualname__}"
+    assert samples[("erc8004_scrape_errors", (("collector", name),))] == 1
+    assert ("erc8004_outbox_pending_rows", ()) in samples
+
+
+def test_a_bearer_token_guards_the_page_when_set(client, db):
+    with override_settings(METRICS_BEARER_TOKEN="s3cret-scrape-token"):
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+        assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scrape-token").status_code == 200
+    assert client.get("/metrics").status_code == 200
