@@ -23,6 +23,7 @@ Two kinds of values, two mechanisms:
 
 from __future__ import annotations
 
+import glob
 import hmac
 import logging
 import os
@@ -162,9 +163,29 @@ class _ScrapeTimeCollector(Collector):
         yield duration
 
 
+class _MergedDirectoriesCollector(Collector):
+    """Multiprocess files of several containers on one host: each container writes to
+    its own ``<METRICS_MULTIPROC_ROOT>/<hostname>/`` (pids repeat across containers,
+    so they cannot share one directory) and the web process sums them all
+    (deploy/docker-entrypoint.sh, docs/deploy.md)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def collect(self) -> Iterable[Metric]:
+        files = glob.glob(os.path.join(self.root, "*", "*.db"))
+        return multiprocess.MultiProcessCollector.merge(files, accumulate=True)
+
+
 def _event_registry() -> CollectorRegistry:
-    """Counters and histograms of every process (multiprocess mode), or of this
-    process only when no ``PROMETHEUS_MULTIPROC_DIR`` is set (tests, a shell)."""
+    """Counters and histograms of every process: of every container on this host
+    (``METRICS_MULTIPROC_ROOT``), of every process of this one (multiprocess mode,
+    ``PROMETHEUS_MULTIPROC_DIR``), or of this process only (tests, a shell)."""
+    root = os.environ.get("METRICS_MULTIPROC_ROOT")
+    if root:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_MergedDirectoriesCollector(root))
+        return registry
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

@@ -9,6 +9,10 @@ process) is exercised by tests/erc8004/test_run.py on the real ``make run`` stac
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from django.test import override_settings
 from prometheus_client.parser import text_string_to_metric_families
@@ -129,3 +133,31 @@ def test_a_bearer_token_guards_the_page_when_set(client, db):
         assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
         assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scrape-token").status_code == 200
     assert client.get("/metrics").status_code == 200
+
+
+def _write_counter(directory, value: int) -> None:
+    """A separate process counting in multiprocess mode (as a worker does)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    code = (
+        "from prometheus_client import Counter; "
+        f"Counter('erc8004_test_things', 'things', ['queue']).labels('actions').inc({value})"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=30)
+
+
+def test_counters_of_other_processes_and_containers_are_summed(client, db, tmp_path, monkeypatch):
+    # make run: every process of one host writes into one directory.
+    _write_counter(tmp_path / "one", 2)
+    _write_counter(tmp_path / "one", 3)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "one"))
+    assert scrape(client)[("erc8004_test_things_total", (("queue", "actions"),))] == 5
+
+    # docker compose: one directory per container (pids repeat across containers).
+    _write_counter(tmp_path / "root" / "web-1", 1)
+    _write_counter(tmp_path / "root" / "worker-actions-1", 10)
+    _write_counter(tmp_path / "root" / "worker-actions-2", 100)
+    monkeypatch.setenv("METRICS_MULTIPROC_ROOT", str(tmp_path / "root"))
+    samples = scrape(client)
+    assert samples[("erc8004_test_things_total", (("queue", "actions"),))] == 111
+    assert ("erc8004_outbox_pending_rows", ()) in samples  # the facts are still there
