@@ -30,6 +30,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -39,6 +40,7 @@ __all__ = (
     "RequestIdMiddleware",
     "log_context",
     "logging_config",
+    "process_role",
     "structlog_configure",
 )
 
@@ -46,6 +48,27 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's request id is kept when it looks like an id (a UUID, a load balancer's
 # trace id, ...): short, and without characters that could forge log lines or headers.
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+=-]{0,127}$")
+
+
+def process_role(argv: list[str]) -> str:
+    """What this process is, from its command line: ``web`` (gunicorn), ``beat``,
+    ``flower``, ``worker-<queue>``, or the management command (``migrate``,
+    ``healthcheck``…). Used to name database connections (settings)."""
+    if not argv:
+        return "erc8004"
+    program = Path(argv[0]).name
+    if "gunicorn" in program:
+        return "erc8004-web"
+    if "celery" in program:
+        for role in ("beat", "flower"):
+            if role in argv:
+                return f"erc8004-{role}"
+        if "-Q" in argv[:-1]:
+            return "erc8004-worker-" + argv[argv.index("-Q") + 1]
+        return "erc8004-worker"
+    if program == "manage.py" and len(argv) > 1:
+        return f"erc8004-{argv[1]}"
+    return f"erc8004-{program}"
 
 
 def _shared_processors() -> list[Callable[..., Any]]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 from pathlib import Path
 
 import environ
@@ -459,6 +460,13 @@ SERVE_STATIC = env.bool("SERVE_STATIC", default=True)
 # than a normal evaluation takes, so it never races the fast path).
 TRIGGERS_SWEEP_INTERVAL = env.float("TRIGGERS_SWEEP_INTERVAL", default=15.0)
 TRIGGERS_SWEEP_GRACE_SECONDS = env.int("TRIGGERS_SWEEP_GRACE_SECONDS", default=30)
+
+# Each process names its PostgreSQL connections after its role (web, worker-actions,
+# beat, migrate…), so pg_stat_activity answers "who holds the connections?"
+# (runbook, incident 3) and a drain can check that the web has let go.
+DATABASE_APPLICATION_NAME = env.str("DATABASE_APPLICATION_NAME", default=_logs.process_role(sys.argv))
+if not IS_SQLITE:
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("application_name", DATABASE_APPLICATION_NAME[:63])
 
 CELERY_BEAT_SCHEDULE["triggers-sweep-evaluations"]["schedule"] = TRIGGERS_SWEEP_INTERVAL
 CELERY_BEAT_SCHEDULE["triggers-sweep-evaluations"]["options"]["expires"] = max(30.0, 2 * TRIGGERS_SWEEP_INTERVAL)

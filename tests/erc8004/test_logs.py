@@ -130,3 +130,23 @@ def test_poll_and_delivery_lines_carry_their_ids(devnet_factory, webhook_receive
     assert failure[-1]["event_id"] == 123
     assert failure[-1]["destination_id"] == pipeline.destination.pk
     assert failure[-1]["channel"] == "webhook"
+
+
+def test_process_role_names_each_kind_of_process():
+    from erc8004.logs import process_role
+
+    assert process_role(["/venv/bin/gunicorn", "erc8004.wsgi"]) == "erc8004-web"
+    assert process_role(["/venv/bin/celery", "-A", "erc8004", "worker", "-Q", "actions"]) == "erc8004-worker-actions"
+    assert process_role(["/venv/bin/celery", "-A", "erc8004", "beat"]) == "erc8004-beat"
+    assert process_role(["/venv/bin/celery", "-A", "erc8004", "flower"]) == "erc8004-flower"
+    assert process_role(["manage.py", "migrate"]) == "erc8004-migrate"
+
+
+@pytest.mark.django_db
+def test_database_connections_carry_the_process_role():
+    """What the runbook's connection query (incident 3) groups by."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+        assert cursor.fetchone()[0] == "erc8004-pytest"

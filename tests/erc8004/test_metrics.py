@@ -10,8 +10,10 @@ process) is exercised by tests/erc8004/test_run.py on the real ``make run`` stac
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 from django.test import override_settings
@@ -22,7 +24,7 @@ from actions.services import destination_create, destination_test
 from erc8004 import metrics
 from indexing.models import ChainCursor, ChainEvent
 from tests.fixtures.pipeline import low_feedback_count, pipeline_build, poll_until_caught_up
-from tests.fixtures.processes import free_port, wait_for
+from tests.fixtures.processes import BASE_DIR, free_port, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
@@ -161,3 +163,34 @@ def test_counters_of_other_processes_and_containers_are_summed(client, db, tmp_p
     samples = scrape(client)
     assert samples[("erc8004_test_things_total", (("queue", "actions"),))] == 111
     assert ("erc8004_outbox_pending_rows", ()) in samples  # the facts are still there
+
+
+def test_metrics_exporter_serves_a_worker_hosts_counters(tmp_path):
+    """Multi-host: a host with workers and no web process exports its own counters."""
+    _write_counter(tmp_path / "root" / "worker-actions-1", 7)
+    port = free_port()
+    env = {**os.environ, "METRICS_MULTIPROC_ROOT": str(tmp_path / "root")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "metrics_exporter", "--port", str(port), "--address", "127.0.0.1"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        page = wait_for(lambda: _fetch(f"http://127.0.0.1:{port}/metrics"), 30, what="the exporter")
+        assert 'erc8004_test_things_total{queue="actions"} 7.0' in page
+        assert "erc8004_outbox" not in page  # no database facts: those come from the web, once
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0
+
+
+def _fetch(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+            return response.read().decode()
+    except OSError:
+        return None
