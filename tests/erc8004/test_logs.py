@@ -14,9 +14,8 @@ from django.test import override_settings
 
 from actions.services import delivery_create, delivery_send
 from erc8004.logs import log_context, logging_config
-from indexing.models import ChainEvent
+from tests.fixtures.factories import make_feedback_event
 from tests.fixtures.pipeline import pipeline_build, poll_until_caught_up
-from triggers.models import EventEvaluation, Match
 from triggers.services import events_evaluate
 
 
@@ -99,11 +98,9 @@ def test_poll_and_delivery_lines_carry_their_ids(devnet_factory, webhook_receive
     assert indexed
     assert all(r["chain_id"] == pipeline.chain.chain_id for r in indexed)
 
-    # Evaluation, in this process (a worker thread may run in the session: events_evaluate
-    # claims each event once, so evaluate a fresh batch here directly).
-    event = ChainEvent.objects.filter(chain=pipeline.chain, event_type="NewFeedback").first()
-    EventEvaluation.objects.filter(event=event).delete()
-    Match.objects.filter(event=event).delete()
+    # Evaluation, in this process, of an event no message announced (a session worker
+    # thread may be evaluating the indexed ones concurrently).
+    event = make_feedback_event(chain=pipeline.chain, value=10, index=999, block_number=10**6)
     pipeline.trigger.conditions, pipeline.trigger.enabled = {}, True
     pipeline.trigger.save(update_fields=["conditions", "enabled", "updated_at"])
     with override_settings(ACTIONS_QUEUE="logs-test-unconsumed"):
