@@ -8,7 +8,7 @@
 # reads them all (METRICS_MULTIPROC_ROOT=$METRICS_ROOT; erc8004/metrics.py).
 set -eu
 if [ -n "${METRICS_ROOT:-}" ] && [ -z "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
-  PROMETHEUS_MULTIPROC_DIR="$METRICS_ROOT/$(hostname)"
+  PROMETHEUS_MULTIPROC_DIR="$METRICS_ROOT/${HOSTNAME:-$(hostname)}"
   export PROMETHEUS_MULTIPROC_DIR
 fi
 if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then

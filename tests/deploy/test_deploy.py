@@ -135,10 +135,11 @@ def test_one_worker_pool_per_queue_with_a_sensible_pool():
 
 def test_workers_shut_down_softly_inside_their_grace_period():
     services = compose()["services"]
-    for name in ("worker-indexing", "worker-triggers", "worker-actions", "beat"):
+    for name in ("worker-indexing", "worker-triggers", "worker-actions"):
         svc = services[name]
         assert svc["environment"]["REMAP_SIGTERM"] == "SIGQUIT", name
         assert seconds(svc["stop_grace_period"]) > settings.CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT + 5, name
+    assert "REMAP_SIGTERM" not in services["beat"]["environment"]  # beat holds no task
     web = services["web"]
     assert "python:erc8004.gunicorn_conf" in command(web)
     import erc8004.gunicorn_conf as gunicorn_conf
