@@ -7,3 +7,6 @@ class ActionsConfig(AppConfig):
 
     name = "actions"
     verbose_name = "Actions"
+
+    def ready(self) -> None:
+        from . import status  # noqa: F401  registers status, health and metrics contributions

@@ -160,6 +160,9 @@ class Delivery(models.Model):
             ),
             # The sweeper: leases of rows being sent.
             models.Index(fields=("locked_until",), condition=Q(status="sending"), name="delivery_lease_idx"),
+            # Dead letters: counted at every metrics scrape and listed for replay; a few
+            # rows among millions of succeeded ones.
+            models.Index(fields=("destination",), condition=Q(status="dead"), name="delivery_dead_idx"),
             models.Index(fields=("organization", "-created_at"), name="delivery_org_created_idx"),
             models.Index(fields=("destination", "-created_at"), name="delivery_dest_created_idx"),
         ]

@@ -51,6 +51,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from erc8004 import metrics
+from erc8004.logs import log_context
 from erc8004.models import Organization
 from erc8004.queues import queue_depth
 
@@ -89,7 +90,7 @@ __all__ = (
     "payload_build",
 )
 
-logger = logging.getLogger("actions.services")
+logger = logging.getLogger("erc8004.actions.services")
 
 SEND_TASK = "actions.tasks.send_delivery"
 
@@ -598,12 +599,25 @@ def _destination_bucket(destination: Destination) -> Bucket:
 
 def delivery_send(*, delivery_id: int) -> str:
     """Attempt one delivery if it is waiting and due; returns what happened
-    (``succeeded``, ``retrying``, ``dead``, or why nothing was sent)."""
-    now = timezone.now()
-    try:
-        delivery = Delivery.objects.select_related("destination").get(pk=delivery_id)
-    except Delivery.DoesNotExist:
+    (``succeeded``, ``retrying``, ``dead``, or why nothing was sent). Every log line
+    written meanwhile carries the delivery's id and those of its trigger and event."""
+    delivery = Delivery.objects.select_related("destination").filter(pk=delivery_id).first()
+    if delivery is None:
         return "missing"
+    with log_context(
+        delivery=str(delivery.uuid),
+        delivery_id=delivery.pk,
+        destination_id=delivery.destination_id,
+        channel=delivery.destination.channel,
+        trigger_id=delivery.trigger_id,
+        event_id=delivery.event_id,
+    ):
+        return _delivery_send(delivery)
+
+
+def _delivery_send(delivery: Delivery) -> str:
+    now = timezone.now()
+    delivery_id = delivery.pk
     if delivery.status not in WAITING_STATUSES:
         return f"skipped-{delivery.status}"
     if delivery.next_attempt_at is not None and delivery.next_attempt_at > now:

@@ -8,4 +8,7 @@ class AgentsConfig(AppConfig):
     verbose_name = "Agents"
 
     def ready(self) -> None:
-        from . import receivers  # noqa: F401  connects the projections to indexing signals
+        from . import (
+            receivers,  # noqa: F401  connects the projections to indexing signals
+            status,  # noqa: F401  registers the agents count in /api/v1/status/
+        )

@@ -7,3 +7,6 @@ class Erc8004Config(AppConfig):
 
     name = "erc8004"
     verbose_name = "erc8004"
+
+    def ready(self) -> None:
+        from . import health  # noqa: F401  registers the core health checks and queue metrics

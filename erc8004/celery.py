@@ -8,13 +8,24 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import setup_logging, task_postrun, task_prerun
+from django_structlog.celery.steps import DjangoStructLogInitStep
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "erc8004.settings")
 
 app = Celery("erc8004")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Binds each task's id (and the request id of the web request that enqueued it) to
+# the task's log lines (erc8004/logs.py).
+app.steps["worker"].add(DjangoStructLogInitStep)
+
+
+@setup_logging.connect
+def _use_django_logging(**kwargs: Any) -> None:
+    """Celery configures logging itself unless someone answers this signal; Django has
+    already applied ``settings.LOGGING`` (JSON or plain, erc8004/logs.py), and the
+    worker must write the same records as the web process."""
 
 
 @task_prerun.connect

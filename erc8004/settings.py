@@ -14,17 +14,24 @@ deploy/.env.example. Numbers carry a comment saying why they are what they are.
 from __future__ import annotations
 
 import hashlib
+import logging
+import sys
 from datetime import timedelta
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from erc8004 import logs as _logs
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# Runtime files of the embedded default (SQLite, make run's logs and metrics files).
+# A test of `make run` points it at a scratch directory so it never touches yours.
+VAR_DIR = Path(env.str("ERC8004_VAR_DIR", default=str(BASE_DIR / "var")))
 
 #
 # Core Django
@@ -51,6 +58,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     # Refresh-token rotation with a blacklist: a used or logged-out refresh token is dead.
     "rest_framework_simplejwt.token_blacklist",
+    # Operations (issue 6): request ids and structured logs, also inside Celery tasks.
+    "django_structlog",
     "erc8004",
     "indexing",
     "agents",
@@ -60,6 +69,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Operations (issue 6): an X-Request-ID on every response, bound to the request's logs.
+    "erc8004.logs.RequestIdMiddleware",
+    "django_structlog.middlewares.RequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -114,7 +126,7 @@ DATABASES["default"]["TEST"] = {
 }
 IS_SQLITE = DATABASES["default"]["ENGINE"].endswith("sqlite3")
 if IS_SQLITE:
-    VAR_DIR.mkdir(exist_ok=True)
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 #
@@ -493,24 +505,85 @@ API_THROTTLE_RATES = {
 }
 
 #
-# Logging
+# Operations (issue 6): health, heartbeats, metrics, sweeper pacing (docs/runbook.md)
+#
+
+# The Celery queues a deployment runs one worker pool each for (CELERY_TASK_ROUTES).
+WORKER_QUEUES = ["indexing", "triggers", "actions"]
+# Beat sends a heartbeat task to every queue this often; /api/v1/health fails a queue
+# whose last heartbeat is older than HEALTH_HEARTBEAT_MAX_AGE (six missed ticks: a
+# restart or a short backlog is not an outage, a dead worker pool is).
+HEALTH_HEARTBEAT_INTERVAL = env.float("HEALTH_HEARTBEAT_INTERVAL", default=10.0)
+HEALTH_HEARTBEAT_MAX_AGE = env.float("HEALTH_HEARTBEAT_MAX_AGE", default=60.0)
+# Queue depth (messages waiting): the seed runbook's thresholds — "< 1000" healthy,
+# "> 10,000" scale the workers. The actions queue itself is capped well below by
+# ACTIONS_QUEUE_LIMIT (backpressure keeps the rest as rows).
+HEALTH_QUEUE_WARN_DEPTH = env.int("HEALTH_QUEUE_WARN_DEPTH", default=1000)
+HEALTH_QUEUE_FAIL_DEPTH = env.int("HEALTH_QUEUE_FAIL_DEPTH", default=10000)
+# A chain fails health when its indexer is this far behind in time (not caught up for
+# that long, or the head not read for that long: poller down, RPC down) ...
+HEALTH_CHAIN_MAX_LAG_SECONDS = env.float("HEALTH_CHAIN_MAX_LAG_SECONDS", default=300.0)
+# ... or, when set (> 0), this many blocks behind the head.
+HEALTH_CHAIN_MAX_LAG_BLOCKS = env.int("HEALTH_CHAIN_MAX_LAG_BLOCKS", default=0)
+# An indexed event still not evaluated after this long, or a due delivery still not
+# attempted after this long, means that stage is stuck (incidents 2 and 4).
+HEALTH_EVALUATION_MAX_DELAY_SECONDS = env.float("HEALTH_EVALUATION_MAX_DELAY_SECONDS", default=120.0)
+HEALTH_DELIVERY_MAX_DELAY_SECONDS = env.float("HEALTH_DELIVERY_MAX_DELAY_SECONDS", default=300.0)
+# /metrics is open by default (keep it on a private network); set a token to require
+# "Authorization: Bearer <token>" from the scraper (deploy/prometheus/prometheus.yml).
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
+# Per-destination breaker series on /metrics: every destination up to this many;
+# beyond it only the ones not closed (the alert needs those, not thousands of zeros).
+METRICS_DESTINATION_SERIES_MAX = env.int("METRICS_DESTINATION_SERIES_MAX", default=500)
+# Serve /static/ (the admin's CSS and JS) from STATIC_ROOT through Django: the
+# embedded default and small deployments have no reverse proxy in front. Turn it off
+# when one serves STATIC_ROOT itself (docs/deploy.md).
+SERVE_STATIC = env.bool("SERVE_STATIC", default=True)
+# The triggers sweeper (the runbook's "polling fallback"): how often it looks for
+# events whose evaluation message was lost, and how old such an event must be (longer
+# than a normal evaluation takes, so it never races the fast path).
+TRIGGERS_SWEEP_INTERVAL = env.float("TRIGGERS_SWEEP_INTERVAL", default=15.0)
+TRIGGERS_SWEEP_GRACE_SECONDS = env.int("TRIGGERS_SWEEP_GRACE_SECONDS", default=30)
+
+# Each process names its PostgreSQL connections after its role (web, worker-actions,
+# beat, migrate…), so pg_stat_activity answers "who holds the connections?"
+# (runbook, incident 3) and a drain can check that the web has let go.
+DATABASE_APPLICATION_NAME = env.str("DATABASE_APPLICATION_NAME", default=_logs.process_role(sys.argv))
+if not IS_SQLITE:
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("application_name", DATABASE_APPLICATION_NAME[:63])
+
+CELERY_BEAT_SCHEDULE["triggers-sweep-evaluations"]["schedule"] = TRIGGERS_SWEEP_INTERVAL
+CELERY_BEAT_SCHEDULE["triggers-sweep-evaluations"]["options"]["expires"] = max(30.0, 2 * TRIGGERS_SWEEP_INTERVAL)
+for _queue in WORKER_QUEUES:
+    # Sent to each queue explicitly (erc8004.* has no route), so each proves its own consumer.
+    CELERY_BEAT_SCHEDULE[f"erc8004-heartbeat-{_queue}"] = {
+        "task": "erc8004.tasks.heartbeat",
+        "schedule": HEALTH_HEARTBEAT_INTERVAL,
+        "args": (_queue,),
+        "options": {"queue": _queue, "expires": HEALTH_HEARTBEAT_INTERVAL * 3},
+    }
+
+#
+# Logging (operations, issue 6; erc8004/logs.py)
 #
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django.db.backends": {"level": "INFO"},
-        # httpx2/httpcore2 log every request URL at INFO/DEBUG; a Telegram URL carries
-        # the bot token in its path, so these stay at WARNING whatever LOG_LEVEL says.
-        "httpx2": {"level": "WARNING"},
-        "httpcore2": {"level": "WARNING"},
-    },
-}
+# json: one JSON object per line, for log shippers (Loki, CloudWatch, jq); plain: the
+# same records for people. Production defaults to json, everything else to plain.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json" if ENVIRONMENT == "production" else "plain")
+# Celery's per-task lines ("received", "succeeded in") cost two lines per delivery;
+# off unless asked for (Flower and /metrics count tasks anyway).
+LOG_TASK_EVENTS = env.bool("LOG_TASK_EVENTS", default=False)
+LOGGING = _logs.logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL, task_events=LOG_TASK_EVENTS)
+_logs.structlog_configure()
+# django-structlog: RequestIdMiddleware (erc8004/logs.py) has already replaced an
+# insane incoming X-Request-ID, so the header can be trusted from here on.
+DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = True
+DJANGO_STRUCTLOG_CELERY_ENABLED = True
+DJANGO_STRUCTLOG_STATUS_START_LOG_LEVEL = logging.DEBUG
+DJANGO_STRUCTLOG_CELERY_DEFAULT_LOG_LEVEL = logging.DEBUG
+DJANGO_STRUCTLOG_CELERY_TASK_FAILURE_LOG_LEVEL = logging.WARNING
+DJANGO_STRUCTLOG_COMMAND_LOGGING_ENABLED = False
 
 #
 # Production guard rails

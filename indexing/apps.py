@@ -9,4 +9,4 @@ class IndexingConfig(AppConfig):
     verbose_name = "Indexing"
 
     def ready(self) -> None:
-        from . import status  # noqa: F401  registers the status contributor
+        from . import status  # noqa: F401  registers status, health and metrics contributions

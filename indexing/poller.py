@@ -40,6 +40,7 @@ from django.utils import timezone
 
 from erc8004 import metrics
 from erc8004.bulk import bulk_insert, bulk_upsert, instance_fast
+from erc8004.logs import log_context
 
 from .decoding import DecodedLog, LogDecodeError, known_topics, log_decode
 from .models import BlockRecord, Chain, ChainCursor, ChainEvent, ContractDeployment, RpcEndpoint, UnknownLog
@@ -419,7 +420,22 @@ def chain_poll(
     *, chain_id: int, owner: str | None = None, max_blocks: int | None = None, client: RpcClient | None = None
 ) -> PollResult:
     """Run one bounded poll of a chain. Safe to call concurrently: the lease makes the
-    second caller return ``busy``, and the cursor check makes a stale one discard."""
+    second caller return ``busy``, and the cursor check makes a stale one discard.
+    Every log line written during the poll carries the chain id."""
+    with log_context(chain_id=chain_id):
+        result = _chain_poll(chain_id=chain_id, owner=owner, max_blocks=max_blocks, client=client)
+        if result.events:
+            logger.info(
+                "indexed %s events in blocks %s-%s (head %s)",
+                result.events,
+                result.from_block,
+                result.to_block,
+                result.head,
+            )
+        return result
+
+
+def _chain_poll(*, chain_id: int, owner: str | None, max_blocks: int | None, client: RpcClient | None) -> PollResult:
     owner = owner or worker_identity()
     chain = Chain.objects.get(pk=chain_id)
     if not chain.enabled:

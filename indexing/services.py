@@ -51,6 +51,7 @@ class ChainStatus:
     lag_blocks: int | None
     lag_seconds: float | None
     last_success_at: datetime | None
+    head_seen_at: datetime | None
     last_error: str
     last_error_at: datetime | None
     reorg_count: int
@@ -81,6 +82,7 @@ def chain_status_list() -> list[ChainStatus]:
                 lag_blocks=lag,
                 lag_seconds=lag_seconds,
                 last_success_at=cursor.last_success_at if cursor else None,
+                head_seen_at=cursor.head_seen_at if cursor else None,
                 last_error=cursor.last_error if cursor else "",
                 last_error_at=cursor.last_error_at if cursor else None,
                 reorg_count=cursor.reorg_count if cursor else 0,

@@ -7,6 +7,7 @@ import pytest
 from django.conf import settings
 
 pytest_plugins = (
+    "tests.fixtures.processes",
     "tests.fixtures.devnet",
     "tests.fixtures.worker",
     "tests.fixtures.rpc_proxy",

@@ -8,4 +8,7 @@ class TriggersConfig(AppConfig):
     verbose_name = "Triggers"
 
     def ready(self) -> None:
-        from . import receivers  # noqa: F401  evaluates what the indexer commits
+        from . import (
+            receivers,  # noqa: F401  evaluates what the indexer commits
+            status,  # noqa: F401  registers status, health and metrics contributions
+        )

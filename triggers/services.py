@@ -39,6 +39,7 @@ from actions.templates import PayloadError, TemplateError, template_check
 from agents.selectors import agent_views_for_events
 from erc8004 import metrics
 from erc8004.bulk import bulk_insert
+from erc8004.logs import log_context
 from erc8004.models import Organization
 from indexing.models import Chain, ChainCursor, ChainEvent, Registry
 
@@ -651,6 +652,8 @@ def _matches_write(*, pending: list[tuple[Trigger, ChainEvent, dict[str, Any] | 
     specs: list[DeliverySpec] = []
     owners: list[Match] = []
     for match, (trigger, event, agent) in zip(matches, pending, strict=True):
+        with log_context(chain_id=event.chain_id, event_id=event.pk, trigger_id=trigger.pk):
+            logger.info("trigger matched (%s) %s", match.status, event.event_type)
         trigger_actions = [a for a in actions.get(trigger.pk, ()) if a.destination.enabled]
         if not trigger_actions:
             continue
@@ -776,17 +779,19 @@ def events_evaluate(*, event_ids: list[int]) -> EvaluationReport:
                         match_counts[event.pk] += 1
                         report.matches += 1
                     continue
-                match = _evaluate_one(
-                    trigger=trigger,
-                    event=event,
-                    agent=agent,
-                    now=now,
-                    action_cache=action_cache,
-                    view=view,
-                )
-                if match is not None:
-                    match_counts[event.pk] += 1
-                    report.matches += 1
+                with log_context(chain_id=event.chain_id, event_id=event.pk, trigger_id=trigger.pk):
+                    match = _evaluate_one(
+                        trigger=trigger,
+                        event=event,
+                        agent=agent,
+                        now=now,
+                        action_cache=action_cache,
+                        view=view,
+                    )
+                    if match is not None:
+                        match_counts[event.pk] += 1
+                        report.matches += 1
+                        logger.info("trigger matched (%s) %s", match.status, event.event_type)
         _matches_write(pending=pending, now=now)
         for event_id, count in match_counts.items():
             EventEvaluation.objects.filter(event_id=event_id, phase=EventEvaluation.Phase.INDEXED).update(matches=count)

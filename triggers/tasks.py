@@ -35,9 +35,11 @@ def process_confirmations() -> int:
 @shared_task(name="triggers.tasks.sweep_evaluations", expires=30)
 def sweep_evaluations() -> tuple[int, int]:
     """The runbook's "polling fallback": re-enqueue what a lost message left behind."""
+    from django.conf import settings
+
     from .services import triggers_sweep
 
-    to_evaluate, to_retract = triggers_sweep()
+    to_evaluate, to_retract = triggers_sweep(older_than_seconds=settings.TRIGGERS_SWEEP_GRACE_SECONDS)
     for start in range(0, len(to_evaluate), EVALUATION_BATCH):
         evaluate_events.delay(to_evaluate[start : start + EVALUATION_BATCH])
     for start in range(0, len(to_retract), EVALUATION_BATCH):

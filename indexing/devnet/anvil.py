@@ -32,7 +32,7 @@ from django.conf import settings
 
 __all__ = ("ANVIL_VERSION", "AnvilError", "AnvilProcess", "anvil_binary_path")
 
-logger = logging.getLogger("indexing.devnet.anvil")
+logger = logging.getLogger("erc8004.indexing.devnet.anvil")
 
 # package.json pins @foundry-rs/anvil to this version.
 ANVIL_VERSION = "1.7.1"

@@ -60,7 +60,7 @@ __all__ = (
     "workload_run",
 )
 
-logger = logging.getLogger("indexing.devnet.workload")
+logger = logging.getLogger("erc8004.indexing.devnet.workload")
 
 # anvil's default mnemonic: its pre-funded accounts, and the keys that sign agent-wallet proofs here.
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"

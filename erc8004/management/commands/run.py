@@ -5,12 +5,19 @@ Starts, in dependency order (the seed runbook's start-up order, on one host):
 1. Redis — an embedded Redis-protocol server unless ``REDIS_URL`` is set;
 2. the database — SQLite under var/ unless ``DATABASE_URL`` is set; migrations;
 3. an anvil devnet with the project's ERC-8004 contracts, registered as a chain;
-4. the web server (gunicorn), one Celery worker per queue, beat, and Flower;
-5. a demo workload that keeps producing on-chain events, and the demo objects
-   (user, trigger, webhook receiver) when the trigger engine is installed;
+4. the demo objects (``demo_setup``: user, organization, webhook destination, two
+   triggers) and the demo webhook receiver (``demo_receiver``) they deliver to;
+5. the web server (gunicorn), one Celery worker per queue, beat, and Flower;
+6. a demo workload that keeps producing on-chain events;
 
-then prints where to look and a live one-line progress summary. Ctrl-C stops every
-process, newest first, and waits for each (workers finish or requeue their tasks).
+then prints where to look and a live one-line progress summary. Ctrl-C (or SIGTERM)
+stops every process, newest first, and waits for each: the workload stops producing,
+beat stops scheduling, workers finish or requeue their tasks, and only then do the
+web server, the receiver, the chain and the broker go away.
+
+Every child runs in its own session, so Ctrl-C in the terminal reaches only this
+supervisor, which then stops the children in order. Their pids are written to
+``<var>/run/run.json`` with the URLs (tools and the test of this command read it).
 
 This command imports no app: every step is a subprocess (``manage.py <command>``,
 ``celery``, ``gunicorn``), so the project package stays on floor 1.
@@ -87,6 +94,9 @@ class Stack:
         if result.returncode != 0:
             raise CommandError(f"{name} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
 
+    def pids(self) -> dict[str, int]:
+        return {name: proc.pid for name, proc in self.children}
+
     def check_alive(self) -> str | None:
         for name, proc in self.children:
             if proc.poll() is not None:
@@ -115,6 +125,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--port", type=int, default=8000, help="Web server port")
         parser.add_argument("--flower-port", type=int, default=5555)
+        parser.add_argument("--receiver-port", type=int, default=0, help="Demo webhook receiver port (0 = free)")
         parser.add_argument("--rate", type=float, default=2.0, help="Demo workload operations per second")
         parser.add_argument("--seed", type=int, default=8004)
         parser.add_argument("--block-time", type=int, default=1, help="anvil seconds per block")
@@ -124,15 +135,23 @@ class Command(BaseCommand):
     def handle(self, *args, **opts) -> None:
         log_dir = Path(settings.VAR_DIR) / "run"
         log_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ("run.json", "received.jsonl"):
+            (log_dir / stale).unlink(missing_ok=True)
         env = dict(os.environ)
         env.setdefault("DJANGO_SETTINGS_MODULE", "erc8004.settings")
         env.setdefault("ERC8004_ENV", "development")
+        env["ERC8004_VAR_DIR"] = str(settings.VAR_DIR)
         env["PYTHONUNBUFFERED"] = "1"
-        # Children of one run share one metrics directory (multi-process Prometheus).
-        metrics_dir = log_dir / "prometheus"
+        # The demo receiver is on loopback, which outbound HTTP refuses by default
+        # (SSRF guard): allow it for this run's processes only.
+        allow = [a for a in env.get("OUTBOUND_ALLOWLIST", "").split(",") if a]
+        env["OUTBOUND_ALLOWLIST"] = ",".join([*allow, "127.0.0.1/32"])
+        # Children of one run share one metrics directory (multi-process Prometheus),
+        # wiped at start: counters restart at zero with the processes that wrote them.
+        metrics_dir = Path(env.get("PROMETHEUS_MULTIPROC_DIR") or log_dir / "prometheus")
         shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir()
-        env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+        metrics_dir.mkdir(parents=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         stack = Stack(env=env, log_dir=log_dir)
         python = str(BIN / "python")
         manage = [python, str(Path(settings.BASE_DIR) / "manage.py")]
@@ -179,19 +198,24 @@ class Command(BaseCommand):
         env["DEVNET_RPC_URL"] = rpc_url
         self.stdout.write("deploying the ERC-8004 contracts…")
         stack.run("deploy", [*manage, "devnet_deploy", "--rpc-url", rpc_url])
-        with contextlib.suppress(CommandError):  # the demo objects arrive with the trigger engine
-            stack.run("demo", [*manage, "demo_setup", "--port", str(opts["port"])])
+        stack.run("collectstatic", [*manage, "collectstatic", "--noinput"])
+
+        receiver_port = opts["receiver_port"] or _free_port(8025)
+        receiver_url = f"http://127.0.0.1:{receiver_port}/hooks/demo"
+        demo_file = Path(settings.VAR_DIR) / "run" / "demo.json"
+        stack.run("demo-setup", [*manage, "demo_setup", "--receiver-url", receiver_url, "--output", str(demo_file)])
+        stack.start("receiver", [*manage, "demo_receiver", "--port", str(receiver_port), "--demo-file", str(demo_file)])
+        if not _wait_port(receiver_port, 30):
+            raise CommandError(f"the demo receiver did not start (see {stack.log_dir / 'receiver.log'})")
 
         celery = str(BIN / "celery")
-        stack.start(
-            "web",
-            [str(BIN / "gunicorn"), "erc8004.wsgi", "-b", f"127.0.0.1:{opts['port']}", "-w", "2", "--timeout", "60"],
-        )
+        gunicorn = [str(BIN / "gunicorn"), "erc8004.wsgi", "-c", "python:erc8004.gunicorn_conf"]
+        stack.start("web", [*gunicorn, "-b", f"127.0.0.1:{opts['port']}", "-w", "2"])
         for queue, pool in (("indexing", "solo"), ("triggers", "solo"), ("actions", "threads")):
             argv = [celery, "-A", "erc8004", "worker", "-Q", queue, "-n", f"{queue}@%h", "-P", pool, "-E"]
             argv += ["-c", "8"] if pool == "threads" else []
-            stack.start(f"worker-{queue}", [*argv, "--loglevel", "INFO"])
-        stack.start("beat", [celery, "-A", "erc8004", "beat", "--loglevel", "INFO", "-s", str(stack.log_dir / "beat")])
+            stack.start(f"worker-{queue}", argv)
+        stack.start("beat", [celery, "-A", "erc8004", "beat", "-s", str(stack.log_dir / "beat-schedule")])
         flower_user = env.setdefault("FLOWER_BASIC_AUTH", "admin:erc8004-demo")
         stack.start(
             "flower",
@@ -213,18 +237,32 @@ class Command(BaseCommand):
         )
         _wait_port(opts["port"], 30)
         base = f"http://127.0.0.1:{opts['port']}"
-        demo = {}
-        demo_file = Path(settings.VAR_DIR) / "run" / "demo.json"
-        if demo_file.exists():
-            demo = json.loads(demo_file.read_text())
+        demo = json.loads(demo_file.read_text())
+        flower = f"http://127.0.0.1:{opts['flower_port']}"
+        (stack.log_dir / "run.json").write_text(
+            json.dumps(
+                {
+                    "web": base,
+                    "flower": flower,
+                    "receiver": f"http://127.0.0.1:{receiver_port}",
+                    "rpc": rpc_url,
+                    "redis": env.get("REDIS_URL", settings.REDIS_URL),
+                    "pids": stack.pids(),
+                    "supervisor": os.getpid(),
+                },
+                indent=2,
+            )
+        )
         lines = [
             "",
-            f"  Admin           {base}/admin/"
-            + (f"   (login {demo['username']} / {demo['password']})" if demo else ""),
+            f"  Admin           {base}/admin/   (login {demo['username']} / {demo['password']})",
             f"  Browsable API   {base}/api/v1/",
             f"  Swagger         {base}/api/v1/docs/",
+            f"  Health          {base}/api/v1/health",
             f"  Metrics         {base}/metrics",
-            f"  Flower          http://127.0.0.1:{opts['flower_port']}/   (login {flower_user.replace(':', ' / ')})",
+            f"  Flower          {flower}/   (login {flower_user.replace(':', ' / ', 1)})",
+            f"  Demo receiver   {receiver_url}   (what it gets: {stack.log_dir / 'receiver.log'})",
+            f"  Triggers        {', '.join(t['name'] for t in demo['triggers'])}",
             f"  Devnet RPC      {rpc_url}   (chain id {settings.DEVNET_CHAIN_ID})",
             f"  Logs            {stack.log_dir}/",
             "",
@@ -232,6 +270,7 @@ class Command(BaseCommand):
             "",
         ]
         self.stdout.write("\n".join(lines))
+        self._receiver = f"http://127.0.0.1:{receiver_port}/"
 
     def _watch(self, stack: Stack, manage: list[str], opts: dict, started: float) -> None:
         base = f"http://127.0.0.1:{opts['port']}"
@@ -252,10 +291,14 @@ class Command(BaseCommand):
                 status = json.loads(response.read())
         except Exception:
             return "waiting for the web server…"
+        received = "-"
+        with contextlib.suppress(Exception), urllib.request.urlopen(self._receiver, timeout=2) as response:  # noqa: S310
+            received = json.loads(response.read())["accepted"]
         chains = status.get("chains", [])
         chain = chains[0] if chains else {}
         return (
             f"head {chain.get('head_block', '-')}  indexed {chain.get('indexed_block', '-')}  "
-            f"events {status.get('events', 0)}  agents {status.get('agents', 0)}  "
-            f"matches {status.get('matches', '-')}  deliveries {status.get('deliveries', '-')}"
+            f"events {status.get('events', 0)}  agents {status.get('agents', '-')}  "
+            f"matches {status.get('matches', '-')}  deliveries {status.get('deliveries', '-')}  "
+            f"received {received}"
         )
