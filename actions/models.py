@@ -63,6 +63,9 @@ class Destination(models.Model):
     # When the breaker next lets a send through: open → opened_at + cooldown; half-open →
     # when the probe is presumed lost. Null while closed. The dispatcher filters on it.
     breaker_retry_at = models.DateTimeField(null=True, blank=True)
+    # A receiver's Retry-After: no send before this (every worker reads it with the
+    # delivery, so honouring it costs no extra round trip).
+    blocked_until = models.DateTimeField(null=True, blank=True)
     failure_threshold = models.PositiveIntegerField(default=5)
     cooldown_seconds = models.PositiveIntegerField(default=60)
 

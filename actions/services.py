@@ -68,7 +68,7 @@ from .models import (
     DeliveryStatus,
     Destination,
 )
-from .ratelimit import Bucket, bucket_key, rate_block, rate_reserve
+from .ratelimit import Bucket, bucket_key, rate_reserve
 
 __all__ = (
     "DeliverySpec",
@@ -588,13 +588,14 @@ def _lease_seconds(destination: Destination) -> float:
     return timeout + settings.ACTIONS_RATE_LIMIT_MAX_WAIT + settings.ACTIONS_LEASE_MARGIN_SECONDS
 
 
-def _destination_bucket(destination: Destination) -> Bucket:
-    """Every destination has a bucket: its own pacing if it has a rate limit (else
-    effectively unlimited), and the place a receiver's Retry-After blocks."""
+def _destination_bucket(destination: Destination) -> Bucket | None:
+    """A destination's own pacing bucket, when it has a rate limit. Without one there
+    is no bucket to ask (a Redis round trip per send saved); a receiver's Retry-After
+    is kept on the row (``blocked_until``) instead."""
     per_minute = destination.rate_limit_per_minute
     if per_minute:
         return Bucket(bucket_key("dest", str(destination.pk)), per_second=per_minute / 60.0)
-    return Bucket(bucket_key("dest", str(destination.pk)), per_second=1000.0, burst=1000)
+    return None
 
 
 def delivery_send(*, delivery_id: int) -> str:
@@ -668,8 +669,12 @@ def _delivery_send(delivery: Delivery) -> str:
             metrics.DELIVERIES.labels(destination.channel, "cancelled").inc()
             return "cancelled"
 
+    if destination.blocked_until and destination.blocked_until > now:
+        metrics.DELIVERY_RATE_LIMITED.labels(destination.channel, "receiver").inc()
+        return release(destination.blocked_until, "rate-limited")
     module = channel_module(destination.channel)
-    buckets = [*module.rate_buckets(delivery=delivery, destination=destination), _destination_bucket(destination)]
+    own = _destination_bucket(destination)
+    buckets = [*module.rate_buckets(delivery=delivery, destination=destination), *([own] if own else [])]
     max_wait = settings.ACTIONS_RATE_LIMIT_MAX_WAIT
     try:
         reserved, wait = rate_reserve(buckets, max_wait=max_wait)
@@ -793,12 +798,10 @@ def _record(
         logger.warning("delivery %s disappeared during its attempt; nothing recorded", delivery.uuid)
         return "missing"
     if result.retry_after:
-        try:
-            rate_block(
-                _destination_bucket(destination), seconds=min(result.retry_after, settings.ACTIONS_RETRY_AFTER_MAX)
-            )
-        except Exception:
-            logger.warning("could not record Retry-After for destination %s", destination.pk, exc_info=True)
+        until = now + timedelta(seconds=min(result.retry_after, settings.ACTIONS_RETRY_AFTER_MAX))
+        Destination.objects.filter(pk=destination.pk).filter(
+            Q(blocked_until__isnull=True) | Q(blocked_until__lt=until)
+        ).update(blocked_until=until)
     log = logger.debug if result.ok else logger.warning  # successes are counted in metrics, not logged one by one
     log(
         "delivery %s attempt %s to %s #%s: %s%s",
@@ -831,13 +834,18 @@ def _record_success(
         updated_at=now,
     )
     # Reset the failure streak; the WHERE keeps this from writing (and locking) the
-    # destination row on every success of a busy destination.
-    Destination.objects.filter(
-        Q(consecutive_failures__gt=0)
-        | Q(last_success_at__isnull=True)
-        | Q(last_success_at__lt=now - timedelta(seconds=SUCCESS_STAMP_SECONDS)),
-        pk=destination.pk,
-    ).update(consecutive_failures=0, last_success_at=now)
+    # destination row on every success of a busy destination — and when the row read
+    # with the delivery shows nothing to change, the statement is not even sent.
+    stamp_due = now - timedelta(seconds=SUCCESS_STAMP_SECONDS)
+    if (
+        destination.consecutive_failures
+        or destination.last_success_at is None
+        or destination.last_success_at < stamp_due
+    ):
+        Destination.objects.filter(
+            Q(consecutive_failures__gt=0) | Q(last_success_at__isnull=True) | Q(last_success_at__lt=stamp_due),
+            pk=destination.pk,
+        ).update(consecutive_failures=0, last_success_at=now)
     # Closed as far as we saw: skip the query (a success never opens it).
     if destination.breaker_state != BreakerState.CLOSED and (
         Destination.objects.filter(pk=destination.pk)

@@ -255,7 +255,10 @@ class Feedback(models.Model):
     created_block = models.BigIntegerField()
     created_at = models.DateTimeField(help_text="Block time")
     tx_hash = models.CharField(max_length=66)
-    event = models.ForeignKey(ChainEvent, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # Events are never deleted (a reorg marks them removed), so no index for deletes.
+    event = models.ForeignKey(
+        ChainEvent, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
 
     class Meta:
         ordering = ("-created_at", "-id")

@@ -37,6 +37,7 @@ DB_NAME = "erc8004_bench_triggers"
 os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "erc8004.settings")
 os.environ.setdefault("REDIS_KEY_PREFIX", f"bench-triggers-{os.getpid()}:")
+os.environ.setdefault("LOG_LEVEL", "WARNING")  # one INFO line per match would be measured too
 
 import django  # noqa: E402
 

@@ -30,6 +30,7 @@ from eth_utils import keccak, to_checksum_address
 
 __all__ = (
     "EVENT_SPECS",
+    "EVENT_TYPES",
     "DecodedLog",
     "EventSpec",
     "LogDecodeError",
@@ -168,6 +169,24 @@ EVENT_SPECS: tuple[EventSpec, ...] = (
         "MetadataSet(uint256 indexed agentId, string indexed indexedKey, string metadataKey, string metadataValue)",
     ),
 )
+
+# The canonical event types every shape above decodes to (v0.4's UriUpdated is
+# URIUpdated): the one list the API filters and trigger conditions validate against.
+EVENT_TYPES: tuple[str, ...] = (
+    "Registered",
+    "URIUpdated",
+    "MetadataSet",
+    "Transfer",
+    "Approval",
+    "ApprovalForAll",
+    "NewFeedback",
+    "FeedbackRevoked",
+    "ResponseAppended",
+    "ValidationRequest",
+    "ValidationResponse",
+    "Upgraded",
+)
+assert {"URIUpdated" if s.name == "UriUpdated" else s.name for s in EVENT_SPECS} == set(EVENT_TYPES)
 
 _BY_TOPIC: dict[str, EventSpec] = {spec.topic0: spec for spec in EVENT_SPECS}
 assert len(_BY_TOPIC) == len(EVENT_SPECS), "two specs share a topic0"

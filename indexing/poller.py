@@ -560,6 +560,9 @@ def _batches_by_block(logs: list[dict[str, Any]], *, end: int, size: int) -> lis
     return batches
 
 
+INITIAL_SPAN = 10  # blocks; doubles per call while the chain is sparse
+
+
 def _fetch_logs_bounded(
     client: RpcClient, *, chain: Chain, cursor: ChainCursor, addresses: list[str], start: int, end: int
 ) -> tuple[list[dict[str, Any]], int, int]:
@@ -567,7 +570,9 @@ def _fetch_logs_bounded(
     to keep its memory bounded (the poll commits them in several transactions, so
     nothing fetched is fetched again); returns (logs, span, last block covered)."""
     max_events = settings.INDEXING_MAX_EVENTS_PER_BATCH * settings.INDEXING_BATCHES_PER_POLL
-    span = cursor.span or chain.max_block_range
+    # A chain we know nothing about starts narrow and widens while it is sparse: one
+    # call over the full range of a dense history would hold it all in memory.
+    span = cursor.span or min(chain.max_block_range, INITIAL_SPAN)
     logs: list[dict[str, Any]] = []
     block = start
     while block <= end:
@@ -580,6 +585,7 @@ def _fetch_logs_bounded(
             to_block=window_end,
             span=span,
             max_span=chain.max_block_range,
+            target_logs=settings.INDEXING_MAX_EVENTS_PER_BATCH,
         )
         logs.extend(chunk)
         block = window_end + 1

@@ -289,14 +289,19 @@ def logs_fetch(
     to_block: int,
     span: int,
     max_span: int,
+    target_logs: int | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """All logs of ``addresses`` with any of ``topics0`` in ``[from_block, to_block]``.
 
-    Walks the range in chunks of ``span`` blocks; grows the span after a success and
-    shrinks it (to the node's suggestion, else by half) when the node refuses a range
-    or a result size. Returns the logs in chain order and the span learned, which the
-    caller persists so the next poll starts from a size the node accepts. A single
-    block the node still refuses raises :class:`RpcRangeTooLarge` — nothing is skipped.
+    Walks the range in chunks of ``span`` blocks; shrinks the span (to the node's
+    suggestion, else by half) when the node refuses a range or a result size, and
+    adapts it to the chain's density: a chunk with more than ``target_logs`` logs
+    makes the next one proportionally narrower, a sparse one doubles it. So one
+    response stays about ``target_logs`` long however dense the history — a devnet
+    with hundreds of logs per block once returned its whole history in one call.
+    Returns the logs in chain order and the span learned, which the caller persists
+    so the next poll starts from a fitting size. A single block the node still
+    refuses raises :class:`RpcRangeTooLarge` — nothing is skipped.
     """
     span = max(1, min(span or max_span, max_span))
     ceiling = max_span  # lowered by each refusal, so a refused size is not tried again this call
@@ -322,7 +327,9 @@ def logs_fetch(
             raise RpcUnavailable("eth_getLogs result is not a list", endpoint=client.url)
         logs.extend(chunk)
         start = end + 1
-        if span < ceiling:
+        if target_logs and len(chunk) > target_logs:
+            span = max(1, span * target_logs // len(chunk))
+        elif span < ceiling and (not target_logs or len(chunk) < target_logs // 2):
             span = min(ceiling, span * 2)
     logs.sort(key=lambda item: (int(item["blockNumber"], 16), int(item["logIndex"], 16)))
     return logs, span

@@ -49,6 +49,8 @@ from typing import Any
 
 import regex
 
+from indexing.decoding import EVENT_TYPES
+
 __all__ = (
     "Condition",
     "EvaluationContext",
@@ -67,20 +69,6 @@ MAX_FIELD_TEXT = 10_000
 OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "contains", "starts_with", "regex")
 ORDERING_OPS = ("lt", "lte", "gt", "gte")
 THRESHOLD_OPS = ("eq", "ne", "lt", "lte", "gt", "gte")
-EVENT_TYPES = (
-    "Registered",
-    "URIUpdated",
-    "MetadataSet",
-    "Transfer",
-    "Approval",
-    "ApprovalForAll",
-    "NewFeedback",
-    "FeedbackRevoked",
-    "ResponseAppended",
-    "ValidationRequest",
-    "ValidationResponse",
-    "Upgraded",
-)
 # Top-level fields of the event view; anything else is reached as args.<name>.
 EVENT_FIELDS = (
     "chain_id",

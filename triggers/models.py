@@ -131,7 +131,8 @@ class EventEvaluation(models.Model):
         INDEXED = "indexed", "Evaluated"
         REMOVED = "removed", "Removal handled"
 
-    event = models.ForeignKey(ChainEvent, on_delete=models.CASCADE, related_name="+")
+    # The unique (event, phase) key is the index.
+    event = models.ForeignKey(ChainEvent, on_delete=models.CASCADE, related_name="+", db_index=False)
     phase = models.CharField(max_length=8, choices=Phase.choices)
     matches = models.PositiveIntegerField(default=0)
     evaluated_at = models.DateTimeField(auto_now_add=True)

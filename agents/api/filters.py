@@ -22,6 +22,7 @@ from django_filters.filters import FilterMethod
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
+from indexing.decoding import EVENT_TYPES
 from indexing.models import ChainEvent, Registry
 
 from ..models import (
@@ -298,22 +299,6 @@ class ValidationFilter(_AgentScoped):
 
     def filter_tag(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(_tag_q("", "tag", value))
-
-
-EVENT_TYPES = (
-    "Registered",
-    "URIUpdated",
-    "MetadataSet",
-    "Transfer",
-    "Approval",
-    "ApprovalForAll",
-    "NewFeedback",
-    "FeedbackRevoked",
-    "ResponseAppended",
-    "ValidationRequest",
-    "ValidationResponse",
-    "Upgraded",
-)
 
 
 class EventFilter(FastFilterSet):
