@@ -58,24 +58,47 @@ set to ``None`` so ``| default`` works):
 
 plus ``delivery_id`` (the uuid the delivery will carry), added by ``payload_build``.
 The defaults below use ``| default(…, true)`` so they render for any of these.
-Known residual risk: a template can still burn CPU in loops that print nothing
-(``range`` is capped at 100,000 per loop); templates are written by organisation
-members, not by the public.
+Work limits
+===========
+
+Templates are written by organisation members, but a template must never take a
+worker down, so every render runs under a budget (``_Budget``) and breaking it is a
+``TemplateError`` like any other:
+
+* **loop iterations**: at most ``RENDER_MAX_ITERATIONS`` over *all* ``{% for %}``
+  loops of one render (every loop's iterable is wrapped at parse time), so nested
+  loops that print nothing cannot spin for hours (``range`` alone is capped per
+  loop, not per render);
+* **call depth**: macros, ``caller()`` and recursive ``loop()`` nest at most
+  ``RENDER_MAX_CALL_DEPTH`` deep. Unbounded macro recursion otherwise overflows the
+  C stack and kills the process with a segfault, because py_ecc (imported with
+  web3) raises Python's recursion limit to 100,000;
+* **time**: ``RENDER_MAX_SECONDS`` per render, checked at every call and every
+  1,024 loop iterations;
+* **giant values**: ``*`` on strings and lists, ``**``, ``%``-formatting widths,
+  string padding methods and the ``center``/``indent`` filters may not produce
+  more than ``VALUE_MAX_BUILD`` items (``'a' * 10**10`` would otherwise allocate
+  10 GB before any output cap is reached, and ``9**9**9`` would compute for hours).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import decimal
 import functools
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jinja2
-from jinja2 import StrictUndefined, Undefined
+from jinja2 import StrictUndefined, Undefined, nodes, pass_context
+from jinja2.exceptions import SecurityError
+from jinja2.filters import do_center, do_indent
 from jinja2.sandbox import SandboxedEnvironment
 
 __all__ = (
@@ -98,6 +121,12 @@ TEMPLATE_MAX_CHARS = 8192
 VALUE_MAX_CHARS = 1024
 TELEGRAM_MAX_CHARS = 4096
 JSON_MAX_BYTES = 256 * 1024
+# Work limits of one render (see "Work limits" above).
+RENDER_MAX_ITERATIONS = 200_000
+RENDER_MAX_CALL_DEPTH = 32
+RENDER_MAX_SECONDS = 2.0
+VALUE_MAX_BUILD = 1_000_000  # characters or items one operation may build
+POWER_MAX_BITS = 4096  # the result of ``**`` on integers
 
 PARSE_MODES = ("MarkdownV2", "HTML", "plain")
 
@@ -185,9 +214,136 @@ def _finalizer(escape: Callable[[str], str]) -> Callable[[Any], str]:
     return finalize
 
 
+class _Budget:
+    """The work one render may still do (module docstring, "Work limits")."""
+
+    __slots__ = ("deadline", "depth", "iterations")
+
+    def __init__(self) -> None:
+        self.iterations = 0
+        self.depth = 0
+        self.deadline = time.monotonic() + RENDER_MAX_SECONDS
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise SecurityError(f"rendering took longer than {RENDER_MAX_SECONDS:g} s")
+
+
+_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("template_budget", default=None)
+
+
+@contextlib.contextmanager
+def _budgeted() -> Any:
+    """One budget per render; a render inside a render (a JSON template's strings)
+    shares the outer one."""
+    if _BUDGET.get() is not None:
+        yield
+        return
+    token = _BUDGET.set(_Budget())
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
+
+
+def _budget() -> _Budget:
+    budget = _BUDGET.get()
+    return budget if budget is not None else _Budget()
+
+
+_LOOP_FILTER = "_erc8004_counted"
+
+
+@pass_context  # never constant-folded at compile time
+def _counted(context: Any, iterable: Any) -> Any:
+    """Every ``{% for %}`` iterates through this (added at parse time)."""
+    budget = _budget()
+    for item in iterable:
+        budget.iterations += 1
+        if budget.iterations > RENDER_MAX_ITERATIONS:
+            raise SecurityError(f"loops ran more than {RENDER_MAX_ITERATIONS} iterations in one render")
+        if not budget.iterations & 1023:
+            budget.check_time()
+        yield item
+
+
+def _too_big(what: str) -> SecurityError:
+    return SecurityError(f"{what} would build more than {VALUE_MAX_BUILD} characters or items")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_PRINTF_WIDTH = re.compile(r"%(?:\([^)]*\))?[-+ #0]*(\*|\d*)(?:\.(\*|\d*))?")
+_PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+
+
+def _bounded_center(value: Any, width: int = 80) -> str:
+    if _is_int(width) and width > VALUE_MAX_BUILD:
+        raise _too_big("center")
+    return do_center(value, width)
+
+
+def _bounded_indent(s: str, width: Any = 4, first: bool = False, blank: bool = False) -> str:
+    size = width if _is_int(width) else len(str(width))
+    if size * (str(s).count("\n") + 1) > VALUE_MAX_BUILD:
+        raise _too_big("indent")
+    return do_indent(s, width, first, blank)
+
+
+class _GuardedEnvironment(SandboxedEnvironment):
+    """Jinja's sandbox plus the work limits: every loop counted, calls nested at most
+    so deep, and no operation building a giant value."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.filters[_LOOP_FILTER] = _counted
+        self.filters["center"] = _bounded_center
+        self.filters["indent"] = _bounded_indent
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Filter(loop.iter, _LOOP_FILTER, [], [], None, None, lineno=loop.lineno)
+        return tree
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and _is_int(times) and len(seq) * times > VALUE_MAX_BUILD:
+                    raise _too_big("'*'")
+        elif operator == "**":
+            if _is_int(left) and _is_int(right) and abs(left) > 1 and right * abs(left).bit_length() > POWER_MAX_BITS:
+                raise SecurityError(f"'**' would build an integer of more than {POWER_MAX_BITS} bits")
+        elif operator == "%" and isinstance(left, str):
+            for width, precision in _PRINTF_WIDTH.findall(left):
+                for number in (width, precision):
+                    if number == "*" or (number and int(number) > VALUE_MAX_BUILD):
+                        raise _too_big("'%' formatting")
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        budget = _budget()
+        budget.check_time()
+        name = getattr(__obj, "__name__", "")
+        padding = isinstance(getattr(__obj, "__self__", None), str) and name in _PADDING_METHODS
+        if padding and any(_is_int(a) and a > VALUE_MAX_BUILD for a in (*args, *kwargs.values())):
+            raise _too_big(f"str.{name}")
+        budget.depth += 1
+        try:
+            if budget.depth > RENDER_MAX_CALL_DEPTH:
+                raise SecurityError(f"calls nested more than {RENDER_MAX_CALL_DEPTH} deep (recursion?)")
+            return super().call(__context, __obj, *args, **kwargs)
+        finally:
+            budget.depth -= 1
+
+
 @functools.cache
 def _environment(mode: str) -> SandboxedEnvironment:
-    return SandboxedEnvironment(
+    return _GuardedEnvironment(
         undefined=StrictUndefined,
         autoescape=False,
         finalize=_finalizer(_ESCAPERS[mode]),
@@ -215,6 +371,10 @@ def _compile(source: str, mode: str) -> jinja2.Template:
         return _environment(mode).from_string(source)
     except jinja2.TemplateError as exc:
         raise TemplateError(_describe(exc)) from None
+    except (ValueError, OverflowError, RecursionError, MemoryError) as exc:
+        # The parser and the constant folder evaluate literals: an integer of
+        # 5,000 digits is a ValueError, not a TemplateSyntaxError.
+        raise TemplateError(_describe(exc)) from None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -222,6 +382,8 @@ def _compile_expression(source: str) -> Any:
     try:
         return _environment("plain").compile_expression(source, undefined_to_none=False)
     except jinja2.TemplateError as exc:
+        raise TemplateError(_describe(exc)) from None
+    except (ValueError, OverflowError, RecursionError, MemoryError) as exc:
         raise TemplateError(_describe(exc)) from None
 
 
@@ -243,11 +405,12 @@ def render_text(source: str, context: Mapping[str, Any], *, mode: str = "plain",
     out: list[str] = []
     size = 0
     try:
-        for chunk in template.generate(**context):
-            out.append(chunk)
-            size += len(chunk)
-            if size > max_chars:
-                raise TemplateError(f"rendered text is longer than {max_chars} characters")
+        with _budgeted():
+            for chunk in template.generate(**context):
+                out.append(chunk)
+                size += len(chunk)
+                if size > max_chars:
+                    raise TemplateError(f"rendered text is longer than {max_chars} characters")
     except TemplateError:
         raise
     except Exception as exc:  # anything the template's expressions raise
@@ -267,7 +430,8 @@ def render_json(template: Any, context: Mapping[str, Any], *, max_bytes: int = J
             template = json.loads(template)
         except ValueError as exc:
             raise TemplateError(f"JSON template is not valid JSON: {exc}") from None
-    result = _render_node(template, context, path="$")
+    with _budgeted():
+        result = _render_node(template, context, path="$")
     size = len(json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode())
     if size > max_bytes:
         raise TemplateError(f"rendered JSON is {size} bytes; the limit is {max_bytes}")

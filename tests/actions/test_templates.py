@@ -187,3 +187,56 @@ def test_default_templates_with_the_triggers_context_shape():
     assert text.startswith("Trigger: Registered")
     assert "Agent 12\n" in text
     assert "Chain 8453, block 9" in text
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        # Unbounded macro recursion: a segfault (C stack overflow) before the depth limit,
+        # because py_ecc raises Python's recursion limit to 100,000.
+        ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "nested more than"),
+        ("{% for x in [[1]] recursive %}{{ loop([x]) }}{% endfor %}", "nested more than"),
+        # Nested loops that print nothing: 10^10 iterations, hours of one worker thread.
+        ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "iterations"),
+        # Giant values, built before any output cap could apply.
+        ("{{ 'a' * 10000000000 }}", "would build"),
+        ("{{ [0] * 3000000000 }}", "would build"),
+        ("{{ 2 ** 100000000 }}", "bits"),
+        ("{{ 'x' | center(3000000000) }}", "would build"),
+        ("{{ 'x' | indent(3000000000) }}", "would build"),
+        ("{{ 'x'.ljust(3000000000) }}", "would build"),
+        ("{{ '%999999999s' % 'x' }}", "would build"),
+        ("{{ '%(a)*s' % {'a': 1} }}", "would build"),
+    ],
+)
+def test_hostile_templates_fail_as_template_errors_quickly(source, words):
+    """Each of these once crashed or hung the process that rendered it; now each is a
+    TemplateError (recorded on the match or the dead delivery) within the budget."""
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(TemplateError, match=words):
+        render_text(source, SAMPLE_CONTEXT, max_chars=4096)
+    with pytest.raises(TemplateError, match=words):
+        render_json({"x": f"prefix {source}"}, SAMPLE_CONTEXT)
+    assert time.monotonic() - started < 10  # bounded; the budget itself is 2 s per render
+
+
+def test_a_huge_integer_literal_is_a_template_error_not_a_value_error():
+    """The parser evaluates literals; a 5,000-digit integer raised ValueError out of
+    template_check, which the trigger API did not expect (a 500)."""
+    source = "{{ " + "9" * 5000 + " }}"
+    with pytest.raises(TemplateError):
+        template_check(source)
+    with pytest.raises(TemplateError):
+        render_json({"x": source}, SAMPLE_CONTEXT)
+
+
+def test_ordinary_loops_and_macros_are_unaffected():
+    source = (
+        "{% macro row(s) %}{{ s.name }};{% endmacro %}"
+        "{% for s in services %}{{ loop.index }}/{{ loop.length }}={{ row(s) }}{% endfor %}"
+        "{% for i in range(50000) %}{% endfor %}{{ 'ab' * 3 }}{{ 2 ** 10 }}{{ '%05d' % 42 }}"
+    )
+    out = render_text(source, {"services": [{"name": "mcp"}, {"name": "a2a"}]}, max_chars=4096)
+    assert out == "1/2=mcp;2/2=a2a;ababab102400042"
