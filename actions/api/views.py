@@ -45,11 +45,17 @@ def _destination_errors(exc: DjangoValidationError) -> exceptions.ValidationErro
     the API nests them under ``config`` where they belong."""
     detail = validation_error_detail(exc)
     nested: dict[str, Any] = {}
+    config: dict[str, Any] = {}
     for field, messages in detail.items():
         if field in _DESTINATION_FIELDS or field == "non_field_errors":
             nested[field] = messages
         else:
-            nested.setdefault("config", {})[field] = messages
+            config[field] = messages
+    if config:
+        # A problem with config as a whole ("unknown keys: …") next to problems with
+        # its keys: the whole-config messages go under config.non_field_errors.
+        whole = nested.get("config")
+        nested["config"] = {**config, "non_field_errors": whole} if whole else config
     return exceptions.ValidationError(nested)
 
 

@@ -85,6 +85,21 @@ def test_config_errors_are_nested_under_config(member):
     )
 
 
+def test_config_errors_as_a_whole_and_per_key_together_are_a_400(member):
+    """An unknown config key next to a bad url was a 500 (the whole-config message
+    list was then indexed like the per-key dict); found by tests/faults/test_bad_input_api.py."""
+    response = member.post(
+        "/api/v1/destinations/",
+        {"name": "bad", "channel": "webhook", "config": {"url": "ftp://x/", "parse_mode": "HTML", "timeout": 0}},
+        format="json",
+    )
+    assert response.status_code == 400
+    config = response.json()["errors"]["config"]
+    assert set(config) == {"url", "timeout", "non_field_errors"}
+    assert config["non_field_errors"] == ["unknown keys: parse_mode"]
+    assert Destination.objects.count() == 0
+
+
 def test_channel_is_fixed_and_names_unique(member, webhook_destination, world):
     url = f"/api/v1/destinations/{webhook_destination.pk}/"
     assert world.client("member").patch(url, {"channel": "telegram"}, format="json").status_code == 404  # other org

@@ -24,7 +24,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 from django.urls import Resolver404, resolve
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from actions.models import Delivery, Destination
@@ -469,6 +469,7 @@ def test_destination_writes_never_500_and_refusals_create_nothing(tenant):
 
     @_settings(ci=100, full=1000)
     @given(payload=destination_payloads | json_values)
+    @example(payload={"name": "x", "channel": "webhook", "config": {"url": "", "parse_mode": "HTML"}})  # was a 500
     def run(payload):
         before = ledger.counts()
         body = ledger.check(
