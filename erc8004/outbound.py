@@ -42,6 +42,7 @@ import contextvars
 import functools
 import ipaddress
 import json
+import re
 import socket
 import ssl
 import threading
@@ -255,15 +256,35 @@ def _split_checked(url: str) -> tuple[str, str, int]:
     return scheme, host, port or (443 if scheme == "https" else 80)
 
 
+# The IPv4 spellings inet_aton (and so getaddrinfo) accepts besides dotted quads:
+# "127.1", "2130706433", "0x7f000001", "0177.0.0.1". ipaddress does not parse them.
+_LEGACY_IPV4 = re.compile(r"(?:0x[0-9a-f]+|[0-9]+)(?:\.(?:0x[0-9a-f]+|[0-9]+)){0,3}", re.IGNORECASE)
+
+
+def _ip_literal(name: str) -> IPAddress | None:
+    """The address ``name`` spells, in any notation the system resolver would take
+    as an address rather than a name; None for a name."""
+    try:
+        return ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    if _LEGACY_IPV4.fullmatch(name):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(name))
+        except OSError:
+            return None
+    return None
+
+
 def outbound_validate_url(url: str) -> None:
     """Form check for a URL a user is saving: http(s), a host, and not a literal
-    refused address. No DNS lookup (a name may legitimately not resolve yet; it is
-    checked every time a connection is made)."""
+    refused address (in any spelling: ``http://2130706433/`` is 127.0.0.1). No DNS
+    lookup (a name may legitimately not resolve yet; it is checked every time a
+    connection is made)."""
     _, host, _ = _split_checked(url)
     name = _normalize_host(host)
-    try:
-        literal = ipaddress.ip_address(name)
-    except ValueError:
+    literal = _ip_literal(name)
+    if literal is None:
         return
     if name not in _allowlist()[1] and not address_is_allowed(literal):
         raise OutboundBlocked(f"{literal} is not a public address")

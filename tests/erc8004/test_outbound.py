@@ -159,6 +159,17 @@ def test_loopback_is_refused_when_not_allowlisted(server):
     assert server.hits == []
 
 
+def test_odd_ipv4_spellings_are_refused_when_saved():
+    """Decimal, hex, octal and short forms were saved as if they were host names
+    (refused only when connecting); a saved destination is now refused up front."""
+    with override_settings(OUTBOUND_ALLOWLIST=[]):
+        for host in ("2130706433", "0x7f000001", "0177.0.0.1", "127.1", "0x7f.1", "167772161"):
+            with pytest.raises(OutboundBlocked):
+                outbound_validate_url(f"http://{host}:8080/x")
+    for host in ("cafe", "1.example", "deadbeef.test", "8.8.8.8", "134744072"):  # names, and public addresses
+        outbound_validate_url(f"http://{host}/")
+
+
 def test_allowlist_by_exact_host_name(server):
     with override_settings(OUTBOUND_ALLOWLIST=["localhost"]):
         assert outbound_request("GET", _url(server, host="localhost")).status_code == 200
