@@ -10,6 +10,7 @@ open (slow-loris, silent) and stops the server.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -164,7 +165,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.rfile.read(length)
         with self.server.lock:
             self.server.hits.append(f"POST {self.path}")
-        self._send(200, b"{}")
+        if "/redirect-to/" in self.path:
+            from urllib.parse import unquote
+
+            self._send(302, b"", {"Location": unquote(self.path.split("/redirect-to/", 1)[1])})
+        else:
+            self._send(200, b"{}")
 
 
 class _Server(ThreadingHTTPServer):
@@ -179,18 +185,23 @@ class _Server(ThreadingHTTPServer):
         pass  # clients that give up (caps, timeouts) are the point
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class HostileFileServer:
     """Start on a free loopback port; ``url(kind, suffix)``; ``hits`` lists every path
     requested (a canary is simply a server whose hits must stay empty)."""
 
     def __init__(self, *, max_bytes: int = 1024 * 1024, host: str = "127.0.0.1") -> None:
-        self._httpd = _Server((host, 0), _Handler)
+        server_class = _Server6 if ":" in host else _Server
+        self._httpd = server_class((host, 0), _Handler)
         self._httpd.hits = []
         self._httpd.lock = threading.Lock()
         self._httpd.stopping = threading.Event()
         self._httpd.max_bytes = max_bytes
         self.port = self._httpd.server_address[1]
-        self.base_url = f"http://{host}:{self.port}"
+        self.base_url = f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
