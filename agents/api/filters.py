@@ -44,6 +44,13 @@ _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
 
+def _invalid(message: str) -> forms.ValidationError:
+    """A message quoting what the client sent, as a parameter: django-filter renders
+    every message as ``message % params``, so a bare "%" in the quoted text (e.g.
+    ``?identity=%``) raised TypeError — a 500."""
+    return forms.ValidationError("%(reason)s", params={"reason": message})
+
+
 class AddressField(forms.CharField):
     def clean(self, value: Any) -> str | None:
         value = super().clean(value)
@@ -52,7 +59,7 @@ class AddressField(forms.CharField):
         try:
             return address_normalize(value)
         except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
+            raise _invalid(str(exc)) from None
 
 
 class AddressListField(forms.CharField):
@@ -66,7 +73,7 @@ class AddressListField(forms.CharField):
         try:
             return [address_normalize(v) for v in items]
         except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
+            raise _invalid(str(exc)) from None
 
 
 class AgentRefField(forms.CharField):
@@ -77,7 +84,7 @@ class AgentRefField(forms.CharField):
         try:
             return agent_ref_parse(value)
         except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
+            raise _invalid(str(exc)) from None
 
 
 class StrictBooleanField(forms.CharField):

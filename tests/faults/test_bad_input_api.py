@@ -667,6 +667,8 @@ _PARAM_VALUES = [
     f"{CHAIN_ID}:0x{'0' * 40}:7",
     "8453,abc",
     ",,,",
+    "%",  # quoted back in an error message: was a 500 (django-filter formats with %)
+    "%(x)s%d",
     "\x00",
     "%00",
     "'",
