@@ -34,7 +34,9 @@ from tests.agents.factories import address as address_of
 from tests.agents.factories import agent_make, chain_make, feedback_make, validation_make
 from tests.faults.harness import sized
 from tests.fixtures.accounts import api_client, make_user
+from tests.fixtures.factories import make_feedback_event
 from triggers.models import Match, Trigger, TriggerAction
+from triggers.services import events_evaluate
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration, pytest.mark.faults]
 
@@ -567,7 +569,25 @@ def test_hostile_templates_are_refused_or_fail_as_render_errors(tenant):
                 outcomes["rendered"] += 1
             ledger.check("POST dry-run", _post(client, f"/api/v1/triggers/{body['id']}/dry-run/", {"last": 5}))
     assert outcomes["refused at creation"] + outcomes["render error recorded"] >= len(HOSTILE_TEMPLATES)
-    print(f"\n[bad-input] hostile templates: {dict(outcomes)}; {ledger.summary()} in {time.monotonic() - started:.1f}s")
+
+    # A real event through the real evaluation: each saved hostile trigger matches, and
+    # the render error is recorded on its match; nothing is queued to send.
+    saved = list(
+        Trigger.objects.filter(organization=tenant["org"], name__startswith="hostile").values_list("pk", flat=True)
+    )
+    event = make_feedback_event(agent_id=7, value=10)
+    t0 = time.monotonic()
+    events_evaluate(event_ids=[event.pk])
+    evaluated_in = time.monotonic() - t0
+    reasons = dict(Match.objects.filter(trigger_id__in=saved, event=event).values_list("trigger_id", "reason"))
+    assert set(reasons) == set(saved), f"{len(saved) - len(reasons)} hostile triggers did not match"
+    assert all(r.startswith("template error") for r in reasons.values()), reasons
+    assert not Delivery.objects.filter(trigger_id__in=saved).exclude(kind="test").exists()
+    outcomes["render error on the match"] = len(reasons)
+    print(
+        f"\n[bad-input] hostile templates: {dict(outcomes)}, evaluation {evaluated_in:.1f}s; "
+        f"{ledger.summary()} in {time.monotonic() - started:.1f}s"
+    )
 
 
 #
