@@ -90,12 +90,16 @@ def targets(port: int, port6: int) -> list[str]:
 @pytest.fixture
 def canaries():
     v4 = HostileFileServer(host="127.0.0.1")
-    v6 = HostileFileServer(host="::1")
+    try:
+        v6 = HostileFileServer(host="::1")
+    except OSError:  # no IPv6 loopback here: the [::1] targets are still refused, unheard
+        v6 = None
     try:
         yield v4, v6
     finally:
         v4.close()
-        v6.close()
+        if v6 is not None:
+            v6.close()
 
 
 def _send_and_wait(delivery_id: int) -> Delivery:
@@ -112,7 +116,8 @@ def _send_and_wait(delivery_id: int) -> Delivery:
 
 def test_private_targets_are_refused_at_every_entry_point(canaries):
     canary, canary6 = canaries
-    all_targets = targets(canary.port, canary6.port)
+    port6 = canary6.port if canary6 is not None else canary.port
+    all_targets = targets(canary.port, port6)
     named = {f"http://{name}:{canary.port}/" for name in _loopback_names()}  # saved; refused when connecting
     redirector = HostileFileServer(host="127.0.0.1")
     outcomes: Counter[str] = Counter()
@@ -128,7 +133,7 @@ def test_private_targets_are_refused_at_every_entry_point(canaries):
         #    then the allow-list is emptied: the send itself must refuse.
         saved = [
             destination_create(organization=org, name=f"was-allowed-{i}", channel="webhook", config={"url": url})
-            for i, url in enumerate([f"http://127.0.0.1:{canary.port}/hook", f"http://[::1]:{canary6.port}/hook"])
+            for i, url in enumerate([f"http://127.0.0.1:{canary.port}/hook", f"http://[::1]:{port6}/hook"])
         ]
         with override_settings(OUTBOUND_ALLOWLIST=[]):
             for destination in saved:
@@ -179,14 +184,15 @@ def test_private_targets_are_refused_at_every_entry_point(canaries):
                 _fetch(redirected, outcomes, "file fetch refused after a redirect")
             _fetch([a.pk for a in agents if a.pk not in set(redirected)], outcomes, "file fetch refused")
         assert canary.hits == [], f"the canary was reached: {canary.hits}"
-        assert canary6.hits == [], f"the IPv6 canary was reached: {canary6.hits}"
+        canary6_hits = canary6.hits if canary6 is not None else []
+        assert canary6_hits == [], f"the IPv6 canary was reached: {canary6_hits}"
         assert len([h for h in redirector.hits if "/redirect-to/" in h]) >= 2 * len(redirected)  # GETs and POSTs
     finally:
         redirector.close()
     print(
         f"\n[bad-input] SSRF: {len(all_targets)} targets, {sum(outcomes.values())} refusals, canary hits 0 "
-        f"(v4 {len(canary.hits)}, v6 {len(canary6.hits)}) in {time.monotonic() - started:.1f}s; "
-        + ", ".join(f"{k}: {n}" for k, n in sorted(outcomes.items()))
+        f"(v4 {len(canary.hits)}, v6 {len(canary6_hits) if canary6 is not None else 'n/a'}) "
+        f"in {time.monotonic() - started:.1f}s; " + ", ".join(f"{k}: {n}" for k, n in sorted(outcomes.items()))
     )
 
 
