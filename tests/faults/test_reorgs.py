@@ -76,7 +76,9 @@ def _mine_to(w3, number: int) -> None:
 def _indexed_to_head(chain_id: int, w3) -> bool:
     head = w3.eth.get_block("latest")
     cursor = ChainCursor.objects.filter(pk=chain_id).first()  # created by the first poll
-    return cursor is not None and cursor.last_block_number == head["number"] and cursor.last_block_hash == w3.to_hex(head["hash"])
+    if cursor is None:
+        return False
+    return cursor.last_block_number == head["number"] and cursor.last_block_hash == w3.to_hex(head["hash"])
 
 
 @pytest.mark.timeout(sized(240, 900))
