@@ -31,7 +31,7 @@ import pytest
 
 from actions.models import Attempt, BreakerState, Delivery, DeliveryStatus, Destination
 from indexing.models import ChainCursor
-from tests.faults.harness import sized, verdict_check
+from tests.faults.harness import OFFLINE_ENV, sized, verdict_check
 from tests.fixtures.pipeline import low_feedback_count, pipeline_build
 from tests.fixtures.processes import stack_env, wait_for
 
@@ -56,7 +56,7 @@ def test_receiver_down_breaker_opens_nothing_lost_all_delivered_after(
     Destination.objects.filter(pk=destination.pk).update(cooldown_seconds=COOLDOWN_SECONDS)
     overrides = {"ACTIONS_RETRY_LADDER": RETRY_LADDER} if RETRY_LADDER else {}
     group = process_group
-    group.env = stack_env(redis_server, **overrides)
+    group.env = stack_env(redis_server, **OFFLINE_ENV, **overrides)
     if not RETRY_LADDER:
         group.env.pop("ACTIONS_RETRY_LADDER", None)
     # One worker per queue, as make run and deploy/ start them.

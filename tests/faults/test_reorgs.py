@@ -34,7 +34,7 @@ import pytest
 
 from actions.models import Delivery, DeliveryKind, DeliveryStatus
 from indexing.models import ChainCursor, ChainEvent
-from tests.faults.harness import sized, verdict_check
+from tests.faults.harness import OFFLINE_ENV, sized, verdict_check
 from tests.fixtures.pipeline import low_feedback_count, pipeline_build
 from tests.fixtures.processes import stack_env, wait_for
 from triggers.models import EventEvaluation
@@ -93,7 +93,7 @@ def test_reorgs_of_depth_1_to_5_retract_exactly_the_orphaned_deliveries(
     chain_id = pipeline.chain.chain_id
     assert pipeline.chain.confirmations == 0
     group = process_group
-    group.env = stack_env(redis_server)
+    group.env = stack_env(redis_server, **OFFLINE_ENV)
     group.worker("indexing")
     group.worker("triggers")
     group.worker("actions")  # one sender: the branch's notifications go out one by one
@@ -165,6 +165,7 @@ def test_reorgs_of_depth_1_to_5_retract_exactly_the_orphaned_deliveries(
         assert cursor.reorg_count == reorgs_before + 1
         assert cursor.last_reorg_depth == depth
         rounds.append(f"d{depth}:{branch} orphaned/{time.monotonic() - t0:.1f}s")
+        print(f"round {len(rounds)}: {rounds[-1]}", flush=True)
 
     workload.run(BRANCH_OPS)  # some history first
     for depth in DEPTHS:

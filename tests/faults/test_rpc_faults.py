@@ -35,7 +35,7 @@ from actions.models import Delivery, DeliveryStatus
 from indexing.devnet.contracts import devnet_register_chain
 from indexing.devnet.workload import Workload
 from indexing.models import ChainCursor, RpcEndpoint
-from tests.faults.harness import sized, verdict_check
+from tests.faults.harness import OFFLINE_ENV, sized, verdict_check
 from tests.fixtures.pipeline import low_feedback_count, pipeline_build
 from tests.fixtures.processes import stack_env, wait_for
 from tests.fixtures.rpc_proxy import FaultPlan
@@ -111,6 +111,7 @@ def test_flaky_rpc_provider_loses_and_repeats_nothing(
     group = process_group
     group.env = stack_env(
         redis_server,
+        **OFFLINE_ENV,
         INDEXING_RPC_TIMEOUT=str(RPC_TIMEOUT),
         INDEXING_MAX_BLOCKS_PER_POLL="4",
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
