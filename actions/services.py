@@ -686,9 +686,13 @@ def _delivery_send(delivery: Delivery) -> str:
         return release(now + timedelta(seconds=max(0.2, wait - max_wait / 2)), "rate-limited")
 
     if not _breaker_admit(destination, now):
-        destination.refresh_from_db(fields=["breaker_retry_at"])
-        when = destination.breaker_retry_at or now + timedelta(seconds=destination.cooldown_seconds)
-        return release(when, "breaker-open")
+        # Due now, held back by the dispatcher's gate on the destination's
+        # breaker_retry_at instead: the row goes out on the first tick after the breaker
+        # lets sends through — the cooldown's end, a probe's success (retry_at cleared),
+        # or breaker_reset — not at a time copied from the breaker (a half-open breaker's
+        # retry_at is the probe's lease, ~40 s, which the rows used to wait out after a
+        # successful probe had already closed it).
+        return release(now, "breaker-open")
 
     if wait > 0:
         time.sleep(wait)

@@ -339,6 +339,31 @@ def test_half_open_lets_exactly_one_probe_through(org, webhook_receiver):
     assert not _breaker_admit(destination, timezone.now())  # probe in flight
 
 
+def test_rows_held_by_the_breaker_go_out_on_the_first_tick_after_it_closes(org, webhook_receiver, unconsumed_queue):
+    # Regression (fault scenario 6, tests/faults/test_receiver_down.py): a row turned away
+    # while a probe was in flight was rescheduled to the probe's lease expiry (timeout +
+    # margins, ~40 s), so after the receiver came back and the probe closed the breaker,
+    # everything else still waited that long. The row is due now; the dispatcher's gate on
+    # the destination's breaker_retry_at is what holds it, and only while that holds.
+    destination = destination_create(
+        organization=org, name="b", channel="webhook", config={"url": webhook_receiver.url}, cooldown_seconds=1
+    )
+    webhook_receiver.secrets = [destination.secret.reveal()]
+    probe_until = timezone.now() + timedelta(seconds=40)
+    Destination.objects.filter(pk=destination.pk).update(
+        breaker_state="half_open", breaker_opened_at=timezone.now(), breaker_retry_at=probe_until
+    )
+    held = make_delivery(destination)
+    assert delivery_send(delivery_id=held.pk) == "breaker-open"
+    held.refresh_from_db()
+    assert (held.status, held.attempt_count) == ("pending", 0)
+    assert held.next_attempt_at <= timezone.now()
+    assert deliveries_dispatch_due() == 0  # the probe is still out: the gate holds the row
+    breaker_reset(destination_id=destination.pk)  # as a successful probe does: closed, retry_at cleared
+    assert deliveries_dispatch_due() == 1
+    assert delivery_send(delivery_id=held.pk) == "succeeded"
+
+
 def test_breaker_reset(org, webhook_receiver):
     destination = destination_create(
         organization=org, name="r", channel="webhook", config={"url": webhook_receiver.url}

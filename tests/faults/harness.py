@@ -24,9 +24,18 @@ from typing import Any
 from actions.models import Delivery, DeliveryKind, DeliveryStatus
 from tests.fixtures.truth import read_model_diff
 
-__all__ = ("FULL", "Verdict", "sized", "verdict_check")
+__all__ = ("FULL", "OFFLINE_ENV", "Verdict", "sized", "verdict_check")
 
 FULL = os.environ.get("FAULTS_FULL") == "1"
+
+# Environment for worker subprocesses (stack_env overrides): the workloads' agent and
+# feedback files point at public names (ipfs://, https://….example.org) that the
+# indexing worker tries to fetch. Keep that loopback-only and cheap, so a scenario
+# measures its own fault and not the machine's DNS: IPFS through a closed loopback port
+# (refused at once, no lookup), and a resolver that gives up after 1 s instead of 5 —
+# a sandbox resolver that drops a query stalled the indexing worker (file fetches
+# share its queue with polls) for 5 s per lookup, minutes at full size.
+OFFLINE_ENV = {"IPFS_GATEWAYS": "http://127.0.0.1:9", "RES_OPTIONS": "timeout:1 attempts:1"}
 
 
 def sized(ci: Any, full: Any) -> Any:
