@@ -32,16 +32,22 @@ succeed later, a blocked address or a malformed URL never will. Messages name th
 host but never the path or query, because some URLs carry credentials (the
 Telegram bot token lives in the path).
 
-Residual risk, on purpose: DNS resolution itself (``getaddrinfo``) is not bounded
-by ``timeout``; the system resolver's own timeouts apply.
+* **Bounded name resolution.** ``getaddrinfo`` cannot be interrupted, so it runs on
+  a small pool of resolver threads and the caller waits at most
+  ``OUTBOUND_DNS_TIMEOUT`` (and never past the request's total cap): a resolver
+  that drops queries (5 s per retry on a stock ``resolv.conf``) or an attacker's
+  name server that never answers cannot hold a worker. The stuck lookup finishes
+  in its own thread, which is all it can still cost.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextvars
 import functools
 import ipaddress
 import json
+import os
 import re
 import socket
 import ssl
@@ -206,6 +212,36 @@ def address_is_allowed(ip: str | IPAddress) -> bool:
     return any(addr in net for net in networks if net.version == addr.version)
 
 
+_resolver: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+_resolver_lock = threading.Lock()
+RESOLVER_THREADS = 8
+
+
+def _resolver_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The process's resolver threads, created after a fork (prefork workers)."""
+    global _resolver
+    with _resolver_lock:
+        if _resolver is None or _resolver[0] != os.getpid():
+            pool = concurrent.futures.ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="outbound-dns")
+            _resolver = (os.getpid(), pool)
+        return _resolver[1]
+
+
+def _getaddrinfo_bounded(name: str, port: int) -> list[Any]:
+    """``getaddrinfo`` with a time limit: OUTBOUND_DNS_TIMEOUT, or what is left of the
+    current request's total cap if that is less."""
+    limit = settings.OUTBOUND_DNS_TIMEOUT
+    deadline = _DEADLINE.get()
+    if deadline is not None:
+        limit = min(limit, max(0.0, deadline - time.monotonic()))
+    future = _resolver_pool().submit(socket.getaddrinfo, name, port, type=socket.SOCK_STREAM)
+    try:
+        return future.result(timeout=limit)
+    except concurrent.futures.TimeoutError:
+        future.cancel()  # if it never started (every resolver thread busy), it never will
+        raise OutboundTimeout(f"cannot resolve {name}: no answer within {limit:g}s") from None
+
+
 def resolve_checked(host: str, port: int) -> list[str]:
     """Resolve ``host`` and return its addresses, all checked; raise
     ``OutboundBlocked`` if any of them is refused (a name with one public and one
@@ -224,7 +260,7 @@ def resolve_checked(host: str, port: int) -> list[str]:
             raise OutboundBlocked(f"{literal} is not a public address")
         return [str(literal)]
     try:
-        infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+        infos = _getaddrinfo_bounded(name, port)
     except (socket.gaierror, UnicodeError) as exc:
         raise OutboundConnectionError(f"cannot resolve {name}: {exc}") from None
     addresses: list[str] = []

@@ -246,6 +246,9 @@ DEVNET_CHAIN_ID = env.int("DEVNET_CHAIN_ID", default=31337)
 OUTBOUND_ALLOWLIST = env.list("OUTBOUND_ALLOWLIST", default=[])
 # Extra CA bundle for receivers behind a private CA (PEM file); empty = the system store.
 OUTBOUND_CA_FILE = env.str("OUTBOUND_CA_FILE", default="")
+# Seconds a host name may take to resolve (getaddrinfo runs on resolver threads; a
+# lookup that does not answer in time fails the request as a retryable timeout).
+OUTBOUND_DNS_TIMEOUT = env.float("OUTBOUND_DNS_TIMEOUT", default=3.0)
 
 #
 # Secrets at rest (erc8004/crypto.py): comma-separated Fernet keys, the first encrypts,

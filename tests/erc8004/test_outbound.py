@@ -229,6 +229,30 @@ def test_a_name_with_one_private_record_is_refused(monkeypatch):
         outbound_check_url("https://mixed.test/")
 
 
+def test_a_resolver_that_never_answers_costs_at_most_the_dns_timeout(monkeypatch):
+    """A name server that drops the query (the system resolver then waits 5 s per
+    try) must not hold the worker: the lookup is abandoned after OUTBOUND_DNS_TIMEOUT
+    as a retryable timeout, and the request's own total cap bounds it too."""
+    real = socket.getaddrinfo
+    release = threading.Event()
+
+    def silent(host, port, *args, **kwargs):
+        if host == "silent.test":
+            release.wait(30)
+            raise socket.gaierror("no answer")
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", silent)
+    try:
+        with override_settings(OUTBOUND_DNS_TIMEOUT=0.3), pytest.raises(OutboundTimeout, match=r"silent\.test") as err:
+            outbound_check_url("https://silent.test/")
+        assert err.value.retryable
+        with override_settings(OUTBOUND_DNS_TIMEOUT=30), pytest.raises(OutboundTimeout):
+            outbound_request("GET", "https://silent.test/", timeout=0.3)
+    finally:
+        release.set()
+
+
 def test_redirects_are_not_followed_by_default(server):
     response = outbound_request("GET", _url(server, "/redirect-to/http://10.0.0.1/"))
     assert response.status_code == 302
