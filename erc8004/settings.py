@@ -192,7 +192,10 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_DEFAULT_QUEUE = "indexing"
 CELERY_TASK_ROUTES = {
     "indexing.*": {"queue": "indexing"},
-    "agents.*": {"queue": "indexing"},
+    # Registration and feedback files: their own queue, so a slow or hostile file
+    # server never delays a chain's poll (the fault suite found polls waiting minutes
+    # behind fetches of names whose DNS did not answer).
+    "agents.*": {"queue": "files"},
     "triggers.*": {"queue": "triggers"},
     "actions.*": {"queue": "actions"},
 }
@@ -516,7 +519,7 @@ API_THROTTLE_RATES = {
 #
 
 # The Celery queues a deployment runs one worker pool each for (CELERY_TASK_ROUTES).
-WORKER_QUEUES = ["indexing", "triggers", "actions"]
+WORKER_QUEUES = ["indexing", "files", "triggers", "actions"]
 # Beat sends a heartbeat task to every queue this often; /api/v1/health fails a queue
 # whose last heartbeat is older than HEALTH_HEARTBEAT_MAX_AGE (six missed ticks: a
 # restart or a short backlog is not an outage, a dead worker pool is).

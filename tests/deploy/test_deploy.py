@@ -25,7 +25,16 @@ from tests.fixtures.processes import BASE_DIR
 DEPLOY = BASE_DIR / "deploy"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 ENV_EXAMPLE = DEPLOY / ".env.example"
-APP_SERVICES = ("migrate", "web", "worker-indexing", "worker-triggers", "worker-actions", "beat", "flower")
+APP_SERVICES = (
+    "migrate",
+    "web",
+    "worker-indexing",
+    "worker-files",
+    "worker-triggers",
+    "worker-actions",
+    "beat",
+    "flower",
+)
 
 # Variables read by something other than settings.py, and where.
 RUNTIME_VARIABLES = {
@@ -135,7 +144,7 @@ def test_one_worker_pool_per_queue_with_a_sensible_pool():
 
 def test_workers_shut_down_softly_inside_their_grace_period():
     services = compose()["services"]
-    for name in ("worker-indexing", "worker-triggers", "worker-actions"):
+    for name in ("worker-indexing", "worker-files", "worker-triggers", "worker-actions"):
         svc = services[name]
         assert svc["environment"]["REMAP_SIGTERM"] == "SIGQUIT", name
         assert seconds(svc["stop_grace_period"]) > settings.CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT + 5, name
@@ -149,7 +158,7 @@ def test_workers_shut_down_softly_inside_their_grace_period():
 
 def test_start_up_order_and_infrastructure_settings():
     services = compose()["services"]
-    for name in ("web", "worker-indexing", "worker-triggers", "worker-actions", "beat", "flower"):
+    for name in ("web", "worker-indexing", "worker-files", "worker-triggers", "worker-actions", "beat", "flower"):
         depends = services[name]["depends_on"]
         assert depends["postgres"]["condition"] == depends["redis"]["condition"] == "service_healthy", name
         assert depends["migrate"]["condition"] == "service_completed_successfully", name

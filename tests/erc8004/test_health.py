@@ -20,7 +20,7 @@ from tests.fixtures.processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-QUEUES = ("indexing", "triggers", "actions")
+QUEUES = ("indexing", "files", "triggers", "actions")
 
 
 def beat_once(worker_app) -> None:
@@ -121,7 +121,7 @@ def test_healthcheck_command_exit_status_and_json(capsys):
     assert exit_info.value.code == 1
     out = capsys.readouterr().out
     assert "FAIL  worker:actions" in out
-    assert "unhealthy: failing worker:indexing, worker:triggers, worker:actions" in out
+    assert "unhealthy: failing worker:indexing, worker:files, worker:triggers, worker:actions" in out
 
     # --strict turns warnings (a queue filling up) into exit 2.
     with override_settings(HEALTH_QUEUE_WARN_DEPTH=0), pytest.raises(SystemExit) as exit_info:

@@ -109,7 +109,7 @@ def test_metrics_after_real_activity(devnet_factory, celery_worker, webhook_rece
     waiting = Delivery.objects.filter(status__in=("pending", "retrying")).count()
     assert after[("erc8004_outbox_pending_rows", ())] == waiting
     assert after[("erc8004_outbox_dead_letters", ())] == Delivery.objects.filter(status="dead").count()
-    for queue in ("indexing", "triggers", "actions"):
+    for queue in ("indexing", "files", "triggers", "actions"):
         assert ("erc8004_queue_depth", (("queue", queue),)) in after
     assert after[("erc8004_events_unevaluated", ())] == 0
     assert total(after, "erc8004_scrape_errors") == 0

@@ -10,7 +10,7 @@ def test_tests_run_on_postgresql_and_redis():
 
 def test_every_queue_has_a_route():
     queues = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
-    assert queues == {"indexing", "triggers", "actions"}
+    assert queues == {"indexing", "files", "triggers", "actions"}
 
 
 def test_beat_entries_expire():

@@ -211,7 +211,7 @@ class Command(BaseCommand):
         celery = str(BIN / "celery")
         gunicorn = [str(BIN / "gunicorn"), "erc8004.wsgi", "-c", "python:erc8004.gunicorn_conf"]
         stack.start("web", [*gunicorn, "-b", f"127.0.0.1:{opts['port']}", "-w", "2"])
-        for queue, pool in (("indexing", "solo"), ("triggers", "solo"), ("actions", "threads")):
+        for queue, pool in (("indexing", "solo"), ("files", "solo"), ("triggers", "solo"), ("actions", "threads")):
             argv = [celery, "-A", "erc8004", "worker", "-Q", queue, "-n", f"{queue}@%h", "-P", pool, "-E"]
             argv += ["-c", "8"] if pool == "threads" else []
             stack.start(f"worker-{queue}", argv)
