@@ -198,10 +198,11 @@ CELERY_TASK_ROUTES = {
 }
 # Every beat entry expires before the next tick, so a backlog of ticks never piles
 # up while workers are down (Saleor's rule).
+INDEXING_DISPATCH_INTERVAL = env.float("INDEXING_DISPATCH_INTERVAL", default=1.0)
 CELERY_BEAT_SCHEDULE = {
     "indexing-dispatch-polls": {
         "task": "indexing.tasks.dispatch_polls",
-        "schedule": env.float("INDEXING_DISPATCH_INTERVAL", default=1.0),
+        "schedule": INDEXING_DISPATCH_INTERVAL,
         "options": {"expires": 5},
     },
     "triggers-process-confirmations": {
