@@ -1,6 +1,6 @@
 """End-to-end latency benchmark: block mined → delivery at the receiver, the production layout.
 
-    .venv/bin/python bench/e2e.py [--events 500] [--rate 5] [--poll-interval 1.0] [--nudge]
+    .venv/bin/python bench/e2e.py [--events 500] [--rate 5] [--poll-interval 1.0] [--nudge] [--block-time 1]
 
 What runs, all real and all separate processes except the receivers:
 
@@ -19,8 +19,9 @@ What runs, all real and all separate processes except the receivers:
 The scenario: 110 agents; 100 webhook triggers (one per agent, ``agent_id`` condition,
 ``NewFeedback``; each its own destination) and 10 Telegram triggers (one per agent, each its
 own chat). After a warm-up, ``--events`` ``giveFeedback`` transactions are sent at a steady
-``--rate`` per second, round-robin over the 110 agents: every event matches exactly one
-trigger, so 500 events make 500 deliveries (455 webhooks + 45 Telegram messages).
+``--rate`` per second, round-robin over the 110 agents (continuing after the warm-up's):
+every event matches exactly one trigger, so 500 events make 500 deliveries (with the
+default 20-event warm-up: 460 webhooks + 40 Telegram messages).
 
 Latency of a delivery = its arrival at the receiver - the moment its transaction's block was
 mined. Two clocks for "mined":
@@ -233,6 +234,12 @@ def main() -> int:
     parser.add_argument("--poll-interval", type=float, default=1.0, help="the chain's poll_interval_seconds")
     parser.add_argument("--warmup", type=int, default=20, help="events sent (and not measured) before the run")
     parser.add_argument("--nudge", action="store_true", help="also run manage.py head_listener")
+    parser.add_argument(
+        "--block-time",
+        type=float,
+        default=1.0,
+        help="anvil's block interval; 1.02 sweeps the blocks' phase against beat's 1 s tick twice in a run",
+    )
     args = parser.parse_args()
 
     load_start = os.getloadavg()
@@ -258,7 +265,7 @@ def main() -> int:
     WEBHOOKS.up()
     watch: BlockWatch | None = None
     try:
-        with AnvilProcess(block_time=1, accounts=4) as anvil:
+        with AnvilProcess(block_time=args.block_time, accounts=4) as anvil:
             w3 = Web3(HTTPProvider(anvil.rpc_url, request_kwargs={"timeout": 30}))
             owner, client = w3.eth.accounts[0], w3.eth.accounts[1]
             deployment = devnet_deploy(w3=w3)
@@ -272,7 +279,10 @@ def main() -> int:
                 agent_ids += [
                     e["args"]["agentId"] for e in identity.events.Registered().process_receipt(receipt, errors=DISCARD)
                 ]
-            print(f"anvil {anvil.rpc_url} (1 s blocks); contracts deployed; {len(agent_ids)} agents", flush=True)
+            print(
+                f"anvil {anvil.rpc_url} ({args.block_time:g} s blocks); contracts deployed; {len(agent_ids)} agents",
+                flush=True,
+            )
 
             connections.close_all()
             recreate_database()
