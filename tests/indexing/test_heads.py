@@ -67,21 +67,21 @@ def test_a_new_block_makes_the_worker_poll_at_once(anvil_factory, celery_worker)
     try:
         follower.sync()
 
-        # Beat is not running: only a nudge can poll. Mine blocks until one is seen
-        # (the subscription may still be opening when the first is mined).
-        def head_seen(block: int) -> bool:
-            seen = ChainCursor.objects.filter(pk=chain.chain_id).values_list("head_block", flat=True).first()
-            return (seen or 0) >= block
+        # Beat is not running: only a nudge can poll. Mine a block a second until one
+        # is indexed (the subscription may still be opening when the first is mined),
+        # then one more, which must be indexed too.
+        def indexed(block: int) -> bool:
+            done = ChainCursor.objects.filter(pk=chain.chain_id).values_list("last_block_number", flat=True).first()
+            return done is not None and done >= block
 
-        target = None
         for _ in range(20):
             w3.provider.make_request("evm_mine", [])
-            target = w3.eth.block_number
-            if wait_until(lambda block=target: head_seen(block), 1.0):
+            if wait_until(lambda block=w3.eth.block_number: indexed(block), 1.0):
                 break
-        cursor = ChainCursor.objects.get(pk=chain.chain_id)
-        assert cursor.head_block >= target
-        assert cursor.last_block_number >= target  # the poll indexed up to it, not only looked
+        w3.provider.make_request("evm_mine", [])
+        target = w3.eth.block_number
+        assert wait_until(lambda: indexed(target), 30)
+        assert ChainCursor.objects.get(pk=chain.chain_id).head_block >= target
     finally:
         follower.stop()
 
