@@ -201,10 +201,11 @@ CELERY_TASK_ROUTES = {
 }
 # Every beat entry expires before the next tick, so a backlog of ticks never piles
 # up while workers are down (Saleor's rule).
+INDEXING_DISPATCH_INTERVAL = env.float("INDEXING_DISPATCH_INTERVAL", default=1.0)
 CELERY_BEAT_SCHEDULE = {
     "indexing-dispatch-polls": {
         "task": "indexing.tasks.dispatch_polls",
-        "schedule": env.float("INDEXING_DISPATCH_INTERVAL", default=1.0),
+        "schedule": INDEXING_DISPATCH_INTERVAL,
         "options": {"expires": 5},
     },
     "triggers-process-confirmations": {
@@ -237,6 +238,9 @@ INDEXING_RPC_TIMEOUT = env.float("INDEXING_RPC_TIMEOUT", default=10.0)
 # worker's lease ever runs out, and then within this many seconds.
 INDEXING_LEASE_SECONDS = env.int("INDEXING_LEASE_SECONDS", default=150)
 INDEXING_POLL_TIME_LIMIT = 120
+# manage.py head_listener (indexing/heads.py): the longest wait between reconnects of
+# a dropped newHeads websocket (it starts at 1 s and doubles).
+HEADS_RECONNECT_MAX_SECONDS = env.float("HEADS_RECONNECT_MAX_SECONDS", default=30.0)
 # Devnet chain seeded by `manage.py devnet_up` (and make run).
 DEVNET_RPC_URL = env.str("DEVNET_RPC_URL", default="http://127.0.0.1:8545")
 DEVNET_CHAIN_ID = env.int("DEVNET_CHAIN_ID", default=31337)

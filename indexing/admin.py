@@ -14,7 +14,7 @@ from .services import chain_reindex_from
 class RpcEndpointInline(admin.TabularInline):
     model = RpcEndpoint
     extra = 0
-    fields = ("url", "priority", "enabled", "last_success_at", "last_error_at", "last_error")
+    fields = ("url", "ws_url", "priority", "enabled", "last_success_at", "last_error_at", "last_error")
     readonly_fields = ("last_success_at", "last_error_at", "last_error")
 
 

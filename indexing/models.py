@@ -7,6 +7,7 @@ NUMERIC(78, 0) so that no value a contract can emit is ever truncated.
 
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
@@ -74,6 +75,14 @@ class RpcEndpoint(models.Model):
 
     chain = models.ForeignKey(Chain, on_delete=models.CASCADE, related_name="rpc_endpoints")
     url = models.URLField(max_length=500)
+    ws_url = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        validators=[RegexValidator(r"^wss?://\S+$", "a ws:// or wss:// URL")],
+        help_text="Optional ws:// or wss:// URL of the same node: manage.py head_listener subscribes to newHeads "
+        "there and polls at once on each new block (polling stays the source of truth).",
+    )
     priority = models.PositiveIntegerField(default=0, help_text="Lower is tried first.")
     enabled = models.BooleanField(default=True)
     # Health as last observed by the poller (shown in the admin and the chains API).

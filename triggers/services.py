@@ -350,6 +350,9 @@ def evaluation_context_build(
         "id": event.pk,
         "key": f"{event.chain_id}:{event.block_hash}:{event.log_index}",
         "type": event.event_type,
+        # The name the default templates and docs/actions.md use; ``tx_hash`` (the
+        # condition view's name) stays for templates written against it.
+        "transaction_hash": event.tx_hash,
         "block_timestamp": event.block_timestamp.isoformat(),
         "removed": event.removed,
         "is_backfill": event.is_backfill,

@@ -20,6 +20,7 @@ from eth_abi import encode as abi_encode
 from web3 import Web3
 from web3.contract import Contract
 
+from indexing.heads import ws_url_derive
 from indexing.models import Chain, ContractDeployment, Registry, RpcEndpoint
 
 __all__ = (
@@ -137,8 +138,9 @@ def _label(role: str) -> str:
 @transaction.atomic
 def devnet_register_chain(*, rpc_url: str, chain_id: int, deployment: DevnetDeployment, name: str = "Devnet") -> Chain:
     """Create or update the rows that make the indexer watch a devnet: the Chain (tip-following: 0
-    confirmations, 0.5 s polls), exactly one RpcEndpoint (an anvil restart changes the port), and one
-    ContractDeployment per role. Idempotent; devnet rows of an earlier deployment at other addresses are
+    confirmations, 0.5 s polls), exactly one RpcEndpoint (an anvil restart changes the port; its ``ws_url``
+    is the same port over ws, for the new-heads listener), and one ContractDeployment per role.
+    Idempotent; devnet rows of an earlier deployment at other addresses are
     replaced, rows the user added by hand are left alone."""
     if deployment.chain_id != chain_id:
         raise ValueError(f"deployment is for chain {deployment.chain_id}, not {chain_id}")
@@ -153,7 +155,10 @@ def devnet_register_chain(*, rpc_url: str, chain_id: int, deployment: DevnetDepl
         },
     )
     RpcEndpoint.objects.filter(chain=chain).exclude(url=rpc_url).delete()
-    RpcEndpoint.objects.update_or_create(chain=chain, url=rpc_url, defaults={"priority": 0, "enabled": True})
+    # anvil serves websockets on its http port: the new-heads listener follows it there.
+    RpcEndpoint.objects.update_or_create(
+        chain=chain, url=rpc_url, defaults={"priority": 0, "enabled": True, "ws_url": ws_url_derive(rpc_url)}
+    )
     for role, (_name, registry, abi_version) in DEPLOYMENT_ROLES.items():
         address = getattr(deployment, role)
         label = _label(role)

@@ -33,6 +33,7 @@ APP_SERVICES = (
     "worker-triggers",
     "worker-actions",
     "beat",
+    "head-listener",
     "flower",
 )
 
@@ -125,6 +126,8 @@ def test_every_process_kind_has_its_service_and_beat_is_unique():
     beats = [name for name, svc in services.items() if "command" in svc and " beat" in command(svc)]
     assert beats == ["beat"]
     assert services["beat"]["deploy"]["replicas"] == 1
+    assert command(services["head-listener"]) == "python manage.py head_listener"
+    assert services["head-listener"]["deploy"]["replicas"] == 1
     for name in APP_SERVICES:
         assert services[name]["image"] == "${ERC8004_IMAGE:-erc8004:latest}"
         assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile"
@@ -158,7 +161,16 @@ def test_workers_shut_down_softly_inside_their_grace_period():
 
 def test_start_up_order_and_infrastructure_settings():
     services = compose()["services"]
-    for name in ("web", "worker-indexing", "worker-files", "worker-triggers", "worker-actions", "beat", "flower"):
+    for name in (
+        "web",
+        "worker-indexing",
+        "worker-files",
+        "worker-triggers",
+        "worker-actions",
+        "beat",
+        "head-listener",
+        "flower",
+    ):
         depends = services[name]["depends_on"]
         assert depends["postgres"]["condition"] == depends["redis"]["condition"] == "service_healthy", name
         assert depends["migrate"]["condition"] == "service_completed_successfully", name

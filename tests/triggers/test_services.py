@@ -7,6 +7,7 @@ outbox rows created through the actions services.
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 
@@ -128,6 +129,31 @@ def test_the_frozen_payload_renders_event_data(org, hook):
     events_evaluate(event_ids=[event.pk])
     delivery = Delivery.objects.get()
     assert "score 45.25" in str(delivery.payload)
+
+
+def test_default_payloads_name_the_transaction(org, hook):
+    """The default webhook body and Telegram text promise ``event.transaction_hash``
+    (docs/actions.md); the context once carried only ``tx_hash``, so the body lacked it
+    and every Telegram message read "Tx ?"."""
+    chat = destination_create(
+        organization=org,
+        name="chat",
+        channel="telegram",
+        config={"chat_id": "42"},
+        secret="123456:ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    )
+    trigger_create(
+        organization=org,
+        name="all feedback",
+        event_types=["NewFeedback"],
+        actions=[ActionSpec(destination=hook), ActionSpec(destination=chat)],
+    )
+    event = make_feedback_event(value=45)
+    events_evaluate(event_ids=[event.pk])
+    payloads = {d.destination_id: d.payload for d in Delivery.objects.all()}
+    assert event.tx_hash
+    assert json.loads(payloads[hook.pk]["body"])["event"]["transaction_hash"] == event.tx_hash
+    assert event.tx_hash in str(payloads[chat.pk])
 
 
 def test_backfill_events_do_not_fire_unless_asked(org, hook):

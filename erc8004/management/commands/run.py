@@ -7,7 +7,8 @@ Starts, in dependency order (the seed runbook's start-up order, on one host):
 3. an anvil devnet with the project's ERC-8004 contracts, registered as a chain;
 4. the demo objects (``demo_setup``: user, organization, webhook destination, two
    triggers) and the demo webhook receiver (``demo_receiver``) they deliver to;
-5. the web server (gunicorn), one Celery worker per queue, beat, and Flower;
+5. the web server (gunicorn), one Celery worker per queue, beat, the new-heads
+   listener (``head_listener``: a poll as soon as anvil mines a block), and Flower;
 6. a demo workload that keeps producing on-chain events;
 
 then prints where to look and a live one-line progress summary. Ctrl-C (or SIGTERM)
@@ -216,6 +217,8 @@ class Command(BaseCommand):
             argv += ["-c", "8"] if pool == "threads" else []
             stack.start(f"worker-{queue}", argv)
         stack.start("beat", [celery, "-A", "erc8004", "beat", "-s", str(stack.log_dir / "beat-schedule")])
+        # Polls the devnet the moment anvil mines a block (its ws_url is set by devnet_deploy).
+        stack.start("head-listener", [*manage, "head_listener"])
         flower_user = env.setdefault("FLOWER_BASIC_AUTH", "admin:erc8004-demo")
         stack.start(
             "flower",
