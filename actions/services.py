@@ -33,11 +33,15 @@ Rules that make it safe:
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import logging
+import os
 import random
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,7 +50,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -76,6 +80,7 @@ __all__ = (
     "breaker_reset",
     "deliveries_create",
     "deliveries_dispatch_due",
+    "deliveries_send",
     "deliveries_sweep",
     "delivery_cancel",
     "delivery_create",
@@ -92,7 +97,7 @@ __all__ = (
 
 logger = logging.getLogger("erc8004.actions.services")
 
-SEND_TASK = "actions.tasks.send_delivery"
+SEND_TASK = "actions.tasks.send_deliveries"
 
 _UNSET: Any = object()
 
@@ -410,13 +415,24 @@ def _payload_uuid(payload: dict[str, Any]) -> uuid.UUID:
         return uuid.uuid4()
 
 
+def _batch_size() -> int:
+    return max(1, settings.ACTIONS_SEND_BATCH)
+
+
+def _messages_for(rows: int) -> int:
+    return -(-rows // _batch_size())
+
+
 def _publish(delivery_ids: Sequence[int]) -> None:
-    """One message per delivery, through one producer (one connection checkout)."""
+    """One message per ACTIONS_SEND_BATCH deliveries, through one producer (one
+    connection checkout)."""
     if not delivery_ids:
         return
+    size = _batch_size()
     with current_app.producer_or_acquire() as producer:
-        for delivery_id in delivery_ids:
-            current_app.send_task(SEND_TASK, args=(delivery_id,), queue=settings.ACTIONS_QUEUE, producer=producer)
+        for start in range(0, len(delivery_ids), size):
+            chunk = list(delivery_ids[start : start + size])
+            current_app.send_task(SEND_TASK, args=(chunk,), queue=settings.ACTIONS_QUEUE, producer=producer)
 
 
 def _publish_after_commit(delivery_ids: list[int]) -> None:
@@ -424,7 +440,7 @@ def _publish_after_commit(delivery_ids: list[int]) -> None:
     dispatcher (``dispatched_at`` cleared), which publishes as the queue drains."""
     held: list[int]
     try:
-        free = max(0, settings.ACTIONS_QUEUE_LIMIT - queue_depth(settings.ACTIONS_QUEUE))
+        free = max(0, settings.ACTIONS_QUEUE_LIMIT - queue_depth(settings.ACTIONS_QUEUE)) * _batch_size()
         _publish(delivery_ids[:free])
         held = delivery_ids[free:]
     except Exception:
@@ -596,6 +612,44 @@ def _destination_bucket(destination: Destination) -> Bucket | None:
     if per_minute:
         return Bucket(bucket_key("dest", str(destination.pk)), per_second=per_minute / 60.0)
     return None
+
+
+_send_pool: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+_send_pool_lock = threading.Lock()
+
+
+def _send_threads() -> concurrent.futures.ThreadPoolExecutor:
+    """The process's send threads (created after a fork)."""
+    global _send_pool
+    with _send_pool_lock:
+        if _send_pool is None or _send_pool[0] != os.getpid():
+            pool = concurrent.futures.ThreadPoolExecutor(settings.ACTIONS_SEND_THREADS, thread_name_prefix="send")
+            _send_pool = (os.getpid(), pool)
+        return _send_pool[1]
+
+
+def _delivery_send_on_thread(delivery_id: int) -> str:
+    """``delivery_send`` on a send thread: that thread's database connection is
+    checked like a Celery task's (CONN_MAX_AGE, errors) before and after."""
+    close_old_connections()
+    try:
+        return delivery_send(delivery_id=delivery_id)
+    except Exception:  # the row stays "sending"; the sweeper recovers it after its lease
+        logger.exception("sending delivery %s crashed", delivery_id)
+        return "crashed"
+    finally:
+        close_old_connections()
+
+
+def deliveries_send(*, delivery_ids: Sequence[int]) -> dict[str, int]:
+    """Send several deliveries at once (one ``send_deliveries`` message): each is
+    claimed, sent and recorded on its own (``delivery_send``), concurrently, so one
+    slow receiver delays none of the others. Returns outcome → count."""
+    if len(delivery_ids) == 1:
+        return {delivery_send(delivery_id=delivery_ids[0]): 1}
+    pool = _send_threads()
+    futures = [pool.submit(_delivery_send_on_thread, delivery_id) for delivery_id in delivery_ids]
+    return dict(Counter(future.result() for future in futures))
 
 
 def delivery_send(*, delivery_id: int) -> str:
@@ -937,7 +991,7 @@ def deliveries_dispatch_due(*, now: datetime | None = None) -> int:
     stale = now - timedelta(seconds=settings.ACTIONS_DISPATCH_GRACE_SECONDS)
     published = 0
     while free > 0:
-        batch = min(free, settings.ACTIONS_DISPATCH_BATCH)
+        batch = min(free * _batch_size(), settings.ACTIONS_DISPATCH_BATCH)
         with transaction.atomic():
             ids = list(
                 Delivery.objects.select_for_update(skip_locked=True, of=("self",))
@@ -951,7 +1005,7 @@ def deliveries_dispatch_due(*, now: datetime | None = None) -> int:
                 Delivery.objects.filter(pk__in=ids).update(dispatched_at=now)
         _publish(ids)
         published += len(ids)
-        free -= len(ids)
+        free -= _messages_for(len(ids))
         if len(ids) < batch:
             return published
     if _due_rows_exist(now=now, stale=stale):

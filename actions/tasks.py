@@ -12,7 +12,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
-__all__ = ("dispatch_deliveries", "send_delivery", "sweep_deliveries")
+__all__ = ("dispatch_deliveries", "send_deliveries", "send_delivery", "sweep_deliveries")
 
 
 @shared_task(
@@ -25,6 +25,19 @@ def send_delivery(delivery_id: int) -> str:
     from .services import delivery_send
 
     return delivery_send(delivery_id=delivery_id)
+
+
+@shared_task(
+    name="actions.tasks.send_deliveries",
+    acks_late=True,
+    soft_time_limit=settings.ACTIONS_SEND_SOFT_TIME_LIMIT,
+    time_limit=settings.ACTIONS_SEND_TIME_LIMIT,
+)
+def send_deliveries(delivery_ids: list[int]) -> dict[str, int]:
+    """Up to ACTIONS_SEND_BATCH deliveries, sent concurrently; outcome → count."""
+    from .services import deliveries_send
+
+    return deliveries_send(delivery_ids=delivery_ids)
 
 
 @shared_task(name="actions.tasks.dispatch_deliveries", acks_late=True, expires=5)

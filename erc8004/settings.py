@@ -280,9 +280,19 @@ ACTIONS_RETRY_LADDER = [
 # The Celery queue sends are published to (the one CELERY_TASK_ROUTES gives actions.*).
 ACTIONS_QUEUE = env.str("ACTIONS_QUEUE", default="actions")
 # Backpressure: the dispatcher never lets the `actions` Redis list grow past this many
-# messages; everything else waits as rows. 2,000 is several seconds of work for a
-# worker pool (≥300 deliveries/s measured) and small enough for Redis never to matter.
+# messages (each of up to ACTIONS_SEND_BATCH deliveries); everything else waits as
+# rows. Several seconds of work for a worker pool, and small enough for Redis never
+# to matter.
 ACTIONS_QUEUE_LIMIT = env.int("ACTIONS_QUEUE_LIMIT", default=2000)
+# Deliveries one message carries (at most). A worker sends a message's deliveries
+# concurrently on its send threads, each claimed and recorded on its own — so a slow
+# receiver delays nobody else — while Celery's per-message cost (consume, ack, task
+# events) is paid once per batch: a 1,000-destination fan-out is 125 messages, not
+# 1,000 (bench/fanout.py). 1 = one message per delivery.
+ACTIONS_SEND_BATCH = env.int("ACTIONS_SEND_BATCH", default=8)
+# Send threads per worker process for batched messages (each may hold a database
+# connection while it sends).
+ACTIONS_SEND_THREADS = env.int("ACTIONS_SEND_THREADS", default=32)
 # Rows one dispatcher transaction locks and enqueues; keeps the transaction short.
 ACTIONS_DISPATCH_BATCH = env.int("ACTIONS_DISPATCH_BATCH", default=500)
 # An enqueued row is not enqueued again for this long: the message is presumed lost

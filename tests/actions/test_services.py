@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from datetime import timedelta
@@ -491,7 +492,7 @@ def test_retraction_waits_for_an_original_in_flight(webhook_destination, webhook
 def test_dispatcher_publishes_due_rows_once_per_grace(webhook_destination):
     from erc8004.queues import queue_depth
 
-    with override_settings(ACTIONS_QUEUE=f"actions-test-{time.monotonic_ns()}"):
+    with override_settings(ACTIONS_QUEUE=f"actions-test-{time.monotonic_ns()}", ACTIONS_SEND_BATCH=1):
         from django.conf import settings
 
         rows = [make_delivery(webhook_destination) for _ in range(3)]
@@ -504,6 +505,29 @@ def test_dispatcher_publishes_due_rows_once_per_grace(webhook_destination):
         future = make_delivery(webhook_destination)
         Delivery.objects.filter(pk=future.pk).update(next_attempt_at=timezone.now() + timedelta(minutes=5))
         assert deliveries_dispatch_due() == 0
+
+
+def test_dispatcher_packs_up_to_a_batch_of_deliveries_per_message(webhook_destination):
+    """20 due rows with ACTIONS_SEND_BATCH=8 are 3 messages (8 + 8 + 4), and the
+    queue limit counts messages: with room for 2, 16 rows go out and 4 wait."""
+    from erc8004.queues import queue_depth, redis_client
+
+    queue = f"actions-test-{time.monotonic_ns()}"
+    rows = [make_delivery(webhook_destination) for _ in range(20)]
+    Delivery.objects.filter(pk__in=[r.pk for r in rows]).update(dispatched_at=None)
+    with override_settings(ACTIONS_QUEUE=queue, ACTIONS_SEND_BATCH=8, ACTIONS_QUEUE_LIMIT=2):
+        from django.conf import settings
+
+        assert deliveries_dispatch_due() == 16
+        assert queue_depth(queue) == 2
+        with override_settings(ACTIONS_QUEUE_LIMIT=10):
+            assert deliveries_dispatch_due() == 4
+        assert queue_depth(queue) == 3
+        prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
+        raw = redis_client(settings.CELERY_BROKER_URL).lrange(prefix + queue, 0, -1)
+    batches = [json.loads(base64.b64decode(json.loads(m)["body"]))[0][0] for m in raw]
+    assert sorted(len(b) for b in batches) == [4, 8, 8]
+    assert sorted(pk for b in batches for pk in b) == sorted(r.pk for r in rows)
 
 
 def test_destination_test_sends_a_sample(webhook_destination, webhook_receiver):
