@@ -74,6 +74,8 @@ def test_sigterm_mid_indexing_and_mid_delivery_loses_and_repeats_nothing(
     expected = low_feedback_count(pipeline.workload.truth(), every_feedback=True)
     assert expected >= 40
     assert webhook_receiver.wait_for(lambda r: len(r.accepted) >= 10, timeout=120)
+    # A send in flight (its row claimed) when SIGTERM lands — waited for, not hoped for.
+    wait_for(lambda: Delivery.objects.filter(status="sending").exists(), 60, interval=0.02, what="a send in flight")
     t0 = time.monotonic()
     assert group.stop("worker-actions", signal.SIGTERM, timeout=60) == 0
     actions_stop = time.monotonic() - t0
