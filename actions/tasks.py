@@ -1,6 +1,7 @@
 """Celery entry points of the ``actions`` queue. Thin: they take ids and call services.
 
-All are idempotent: a duplicate or re-delivered ``send_delivery`` loses the claim
+All are idempotent: a duplicate or re-delivered ``send_deliveries`` (or the older
+one-delivery ``send_delivery``, kept for messages published before an upgrade) loses the claim
 in ``delivery_send`` and does nothing; the beat tasks work on whatever rows are due.
 ``acks_late`` (settings) means a worker killed mid-send leaves the message to be
 redelivered, and the row's lease to the sweeper — whichever comes first wins the
