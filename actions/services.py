@@ -93,6 +93,7 @@ __all__ = (
     "destination_test",
     "destination_update",
     "payload_build",
+    "send_threads_shutdown",
 )
 
 logger = logging.getLogger("erc8004.actions.services")
@@ -626,6 +627,16 @@ def _send_threads() -> concurrent.futures.ThreadPoolExecutor:
             pool = concurrent.futures.ThreadPoolExecutor(settings.ACTIONS_SEND_THREADS, thread_name_prefix="send")
             _send_pool = (os.getpid(), pool)
         return _send_pool[1]
+
+
+def send_threads_shutdown() -> None:
+    """Stop this process's send threads (their database connections close as the
+    threads' locals are collected): for a worker's shutdown and the test suite."""
+    global _send_pool
+    with _send_pool_lock:
+        pool, _send_pool = _send_pool, None
+    if pool is not None:
+        pool[1].shutdown(wait=True)
 
 
 def _delivery_send_on_thread(delivery_id: int) -> str:
