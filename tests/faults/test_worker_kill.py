@@ -92,9 +92,7 @@ def test_sigkill_actions_worker_mid_storm(devnet_factory, webhook_receiver, redi
     )
     recovered = time.monotonic() - killed
     # The receiver counts a delivery as it answers; the sender records it just after.
-    wait_for(
-        lambda: not Delivery.objects.exclude(status=DeliveryStatus.SUCCEEDED).exists(), 60, what="all recorded"
-    )
+    wait_for(lambda: not Delivery.objects.exclude(status=DeliveryStatus.SUCCEEDED).exists(), 60, what="all recorded")
     wait_for(
         lambda: (ChainCursor.objects.get(pk=chain_id).last_block_number or 0) >= head, 60, what="indexing to finish"
     )
