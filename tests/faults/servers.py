@@ -1,0 +1,157 @@
+"""Private servers a fault scenario may stop, kill and start again — never the shared
+Redis (127.0.0.1:6379) or PostgreSQL (127.0.0.1:5432), which other sessions use.
+
+* ``PrivateRedis``: a ``redis-server`` without persistence on a fixed free port, so
+  a restart is an *empty* Redis at the same URL (what a Redis restart without AOF,
+  or a failover to an empty replica, looks like to the stack).
+* ``PrivatePostgres``: a throwaway PostgreSQL cluster under the test's tmp dir
+  (initdb, trust auth on loopback, a free port) with a copy of the test database's
+  schema, restartable with ``pg_ctl restart -m fast`` — every backend is terminated,
+  as in a real database restart or failover.
+
+Both are context managers: whatever happens in the test, the process is gone after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.fixtures.processes import _port_open, free_port, wait_for
+
+__all__ = ("PrivatePostgres", "PrivateRedis", "postgres_unavailable")
+
+
+class PrivateRedis:
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed")
+        self.binary = binary
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """A new, empty server on the same port."""
+        assert self.proc is None
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            cwd=self.workdir,
+            stdout=(self.workdir / "redis.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(lambda: _port_open(self.port), 10, what="redis-server")
+
+    def kill(self) -> None:
+        """SIGKILL: every message, reservation, lock and counter is gone with it."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def __enter__(self) -> PrivateRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+def _pg_bindir() -> Path | None:
+    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if os.access(Path(candidate) / "initdb", os.X_OK):
+            return Path(candidate)
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+def postgres_unavailable() -> str | None:
+    """Why a private cluster cannot be created here, or None."""
+    if _pg_bindir() is None:
+        return "initdb/pg_ctl not found (/usr/lib/postgresql/*/bin or PATH)"
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        return "running as root (initdb refuses root) and runuser is not available"
+    return None
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of our own. As root the server runs as ``postgres``
+    (initdb refuses root) through ``runuser``; its data directory is then chowned."""
+
+    def __init__(self, workdir: Path) -> None:
+        bindir = _pg_bindir()
+        assert bindir is not None
+        self.bindir = bindir
+        self.datadir = workdir / "pgdata"
+        self.logfile = workdir / "postgres.log"
+        self.socketdir = workdir / "pgsock"
+        self.port = free_port()
+        self.workdir = workdir
+        self.running = False
+
+    def _run(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        cmd = [str(self.bindir / argv[0]), *argv[1:]]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True, cwd="/")
+
+    def url(self, dbname: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def init(self) -> None:
+        self.socketdir.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, "postgres")
+            shutil.chown(self.socketdir, "postgres")
+            self.logfile.touch()
+            shutil.chown(self.logfile, "postgres")
+        self._run("initdb", "-D", str(self.datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        conf = (
+            f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.socketdir}'\n"
+            "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 100\n"
+            "shared_buffers = 32MB\n"
+        )
+        with (self.datadir / "postgresql.conf").open("a") as f:
+            f.write(conf)
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60", "start")
+        self.running = True
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: every session is terminated, open transactions
+        roll back, then the server accepts connections again."""
+        self._run("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60", "-m", "fast", "restart")
+
+    def stop(self) -> None:
+        if self.running:
+            with contextlib.suppress(subprocess.SubprocessError):
+                self._run("pg_ctl", "-D", str(self.datadir), "-w", "-t", "60", "-m", "immediate", "stop")
+            self.running = False
+
+    def __enter__(self) -> PrivatePostgres:
+        self.init()
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _wait_port_closed(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while _port_open(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
