@@ -20,12 +20,19 @@ import os
 import shutil
 import signal
 import subprocess
-import time
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from django.db import InterfaceError, OperationalError, connections
 
 from tests.fixtures.processes import _port_open, free_port, wait_for
 
-__all__ = ("PrivatePostgres", "PrivateRedis", "postgres_unavailable")
+__all__ = ("PrivatePostgres", "PrivateRedis", "db_read", "django_default_database", "postgres_unavailable")
+
+T = TypeVar("T")
 
 
 class PrivateRedis:
@@ -88,13 +95,16 @@ def postgres_unavailable() -> str | None:
 
 
 class PrivatePostgres:
-    """A PostgreSQL cluster of our own. As root the server runs as ``postgres``
-    (initdb refuses root) through ``runuser``; its data directory is then chowned."""
+    """A PostgreSQL cluster of our own, in a fresh directory under the system tmp
+    (pytest's tmp dirs are private to their owner; as root the server runs as
+    ``postgres`` through ``runuser`` — initdb refuses root — and must reach its files).
+    Removed at exit."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self) -> None:
         bindir = _pg_bindir()
         assert bindir is not None
         self.bindir = bindir
+        workdir = Path(tempfile.mkdtemp(prefix="erc8004-faults-pg-"))
         self.datadir = workdir / "pgdata"
         self.logfile = workdir / "postgres.log"
         self.socketdir = workdir / "pgsock"
@@ -112,7 +122,7 @@ class PrivatePostgres:
         return f"postgres://postgres@127.0.0.1:{self.port}/{dbname}"
 
     def init(self) -> None:
-        self.socketdir.mkdir(exist_ok=True)
+        self.socketdir.mkdir()
         if os.geteuid() == 0:
             shutil.chown(self.workdir, "postgres")
             shutil.chown(self.socketdir, "postgres")
@@ -149,9 +159,63 @@ class PrivatePostgres:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def createdb_from(self, source: dict, dbname: str) -> str:
+        """Create ``dbname`` as a copy of the database ``source`` (a Django
+        ``settings_dict``; the test database: its migrated schema and whatever rows
+        a transactional test starts from) and return its URL. pg_dump | psql, one pipe."""
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", dbname)
+        env = dict(os.environ, PGPASSWORD=source.get("PASSWORD") or "")
+        host, port = source["HOST"] or "127.0.0.1", str(source["PORT"] or 5432)
+        dump_argv = [str(self.bindir / "pg_dump"), "--no-owner", "--no-privileges", "-h", host, "-p", port]
+        dump_argv += ["-U", source["USER"], source["NAME"]]
+        load_argv = [str(self.bindir / "psql"), "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port)]
+        load_argv += ["-U", "postgres", "-d", dbname]
+        dump = subprocess.Popen(
+            dump_argv,
+            stdout=subprocess.PIPE,
+            env=env,
+            cwd="/",
+        )
+        restore = subprocess.run(
+            load_argv,
+            stdin=dump.stdout,
+            capture_output=True,
+            timeout=120,
+            cwd="/",
+        )
+        dump.stdout.close()  # type: ignore[union-attr]
+        assert dump.wait(timeout=60) == 0, "pg_dump of the test database failed"
+        assert restore.returncode == 0, restore.stderr.decode(errors="replace")[-2000:]
+        return self.url(dbname)
 
 
-def _wait_port_closed(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while _port_open(port) and time.monotonic() < deadline:
-        time.sleep(0.1)
+@contextlib.contextmanager
+def django_default_database(url: str) -> Iterator[None]:
+    """Point this process's ``default`` connection at ``url`` (same engine and
+    options), so the test's own ORM reads — pipeline setup, waits, the verdict —
+    see what the workers write there; the test database is restored after."""
+    parsed = urlsplit(url)
+    conn = connections["default"]
+    saved = dict(conn.settings_dict)
+    conn.close()
+    conn.settings_dict.update(
+        HOST=parsed.hostname, PORT=parsed.port, NAME=parsed.path.lstrip("/"), USER=parsed.username, PASSWORD=""
+    )
+    try:
+        yield
+    finally:
+        conn.close()
+        conn.settings_dict.clear()
+        conn.settings_dict.update(saved)
+
+
+def db_read(query: Callable[[], T]) -> T | None:
+    """``query()``, or None while the database is restarting (the broken connection
+    is dropped so the next call opens a new one — what Django does between requests)."""
+    try:
+        return query()
+    except (OperationalError, InterfaceError):
+        connections["default"].close()
+        return None
