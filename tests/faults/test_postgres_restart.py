@@ -101,7 +101,7 @@ def test_postgres_restart_mid_indexing_and_delivery(
         dead = {name: proc.returncode for name, proc in group.procs.items() if proc.poll() is not None}
         assert not dead, f"processes died: {dead}"
         truth = pipeline.workload.truth()
-        assert ChainEvent.objects.filter(chain_id=chain_id).count() == sum(truth["event_counts"].values())
+        # read_model_diff (in the verdict) also compares the event counts per type: nothing missing or doubled.
         verdict = verdict_check(webhook_receiver, expected=expected, chain_id=chain_id, truth=truth)
         terminated = pg.logfile.read_text(errors="replace").count("terminating connection")
         print(
