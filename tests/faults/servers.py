@@ -212,10 +212,12 @@ def django_default_database(url: str) -> Iterator[None]:
 
 
 def db_read(query: Callable[[], T]) -> T | None:
-    """``query()``, or None while the database is restarting (the broken connection
-    is dropped so the next call opens a new one — what Django does between requests)."""
-    try:
-        return query()
-    except (OperationalError, InterfaceError):
-        connections["default"].close()
-        return None
+    """``query()``, or None while the database is restarting. A connection the restart
+    broke is dropped and the query tried once more on a new one — what Django does
+    between requests."""
+    for _ in range(2):
+        try:
+            return query()
+        except (OperationalError, InterfaceError):
+            connections["default"].close()
+    return None
