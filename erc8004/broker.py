@@ -1,0 +1,53 @@
+"""The Celery broker transport: kombu's Redis transport with one repair, so a worker
+survives its broker going away.
+
+Celery 5.7, on a lost broker connection, first *collects* the broken connection
+(which detaches the transport from its connection) and then closes it; closing the
+consumer's channel restores the messages the worker holds unacknowledged — and
+restoring needs the connection the collect just dropped. With any message held
+(a task with a countdown, e.g. ``agents.fetch_*`` retries, is held for its whole
+countdown) that raised ``AttributeError`` out of the consumer: "Unrecoverable
+error", the worker process exited. tests/erc8004/test_broker.py reproduces it;
+tests/faults/test_redis_outage.py is the scenario that found it.
+
+Here, when the connection is already gone, the held messages are left where the
+Redis transport keeps them (its "unacked" hash): a worker restores them once
+``CELERY_VISIBILITY_TIMEOUT`` has passed — and if Redis came back empty they are
+gone, which the sweepers already cover (every message is rebuilt from PostgreSQL
+rows: docs/architecture.md, "Redis holds nothing that cannot be rebuilt").
+Selected in settings (``CELERY_BROKER_TRANSPORT``) for ``redis://`` and ``rediss://``
+broker URLs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kombu.transport import redis
+
+__all__ = ("Transport",)
+
+logger = logging.getLogger("erc8004.broker")
+
+
+class QoS(redis.QoS):
+    def restore_unacked(self, client: Any = None) -> None:
+        transport = getattr(self.channel, "connection", None)
+        if client is None and getattr(transport, "client", None) is None:
+            if self._delivered:
+                logger.warning(
+                    "broker connection lost holding %s unacknowledged message(s): left to the visibility timeout",
+                    len(self._delivered),
+                )
+            self._delivered.clear()
+            return
+        super().restore_unacked(client)
+
+
+class Channel(redis.Channel):
+    QoS = QoS
+
+
+class Transport(redis.Transport):
+    Channel = Channel
