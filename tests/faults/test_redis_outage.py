@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis
 
 from actions.models import Delivery, DeliveryStatus
 from indexing.models import ChainCursor
@@ -32,6 +33,10 @@ from tests.fixtures.processes import stack_env, wait_for
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration, pytest.mark.faults]
 
 DOWN_SECONDS = sized(4, 20)
+
+
+def prefix_key(env: dict[str, str], key: str) -> str:
+    return env["REDIS_KEY_PREFIX"] + key
 
 
 def test_redis_down_then_back_empty(devnet_factory, webhook_receiver, process_group, tmp_path):
@@ -51,8 +56,14 @@ def test_redis_down_then_back_empty(devnet_factory, webhook_receiver, process_gr
         group.worker("actions", pool="threads", concurrency=4)
         group.beat()
 
-        # Mid-run: deliveries arriving, the indexer still behind.
+        # Mid-run: deliveries arriving, the indexer still behind, and workers holding
+        # unacknowledged messages (file-fetch retries wait out their countdown reserved;
+        # that is what used to kill a worker when its broker went away: erc8004/broker.py).
         assert webhook_receiver.wait_for(lambda r: len(r.accepted) >= 5, timeout=120)
+        unacked = prefix_key(group.env, "celery:unacked")
+        broker = redis.Redis.from_url(redis_server.url)
+        wait_for(lambda: broker.hlen(unacked) > 0, 30, what="workers to hold unacknowledged messages")
+        held = broker.hlen(unacked)
         indexed = ChainCursor.objects.get(pk=chain_id).last_block_number or 0
         redis_server.kill()
         down_at = time.monotonic()
@@ -88,7 +99,8 @@ def test_redis_down_then_back_empty(devnet_factory, webhook_receiver, process_gr
         verdict = verdict_check(webhook_receiver, expected=expected, chain_id=chain_id, truth=pipeline.workload.truth())
         print(
             f"\nredis outage ({'full' if FULL else 'ci'}): down {down_for:.1f}s after {arrived_at_kill}/{expected} "
-            f"deliveries (indexer at {indexed}, {arrived_during} arrived during the outage); back empty, all "
+            f"deliveries (indexer at {indexed}, {held} messages held unacknowledged, {arrived_during} arrived during "
+            f"the outage); back empty, all "
             f"{verdict.distinct} delivered {recovered_after:.1f}s later; resent under the same webhook-id: "
             f"{verdict.resent}; no process restarted"
         )
