@@ -29,6 +29,7 @@ import signal
 import time
 
 import pytest
+from django.db.models import Count
 
 from actions.models import Delivery, DeliveryStatus
 from indexing.models import ChainCursor
@@ -97,6 +98,9 @@ def test_sigkill_actions_worker_mid_storm(devnet_factory, webhook_receiver, redi
         lambda: (ChainCursor.objects.get(pk=chain_id).last_block_number or 0) >= head, 60, what="indexing to finish"
     )
     assert Delivery.objects.count() == expected
+    # Never a second delivery (so a second webhook-id) for one (event, trigger, destination).
+    keys = Delivery.objects.values("event_id", "trigger_id", "destination_id")
+    assert not keys.annotate(n=Count("id")).filter(n__gt=1).exists()
     verdict = verdict_check(webhook_receiver, expected=expected, chain_id=chain_id, truth=pipeline.workload.truth())
     # Only a send caught between the receiver's answer and our record can go out twice.
     assert verdict.resent <= len(sending)
