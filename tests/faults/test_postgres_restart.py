@@ -98,16 +98,18 @@ def test_postgres_restart_mid_indexing_and_delivery(
             60,
             what="all recorded",
         )
+        settled_after = time.monotonic() - last_restart
         dead = {name: proc.returncode for name, proc in group.procs.items() if proc.poll() is not None}
         assert not dead, f"processes died: {dead}"
         truth = pipeline.workload.truth()
         # read_model_diff (in the verdict) also compares the event counts per type: nothing missing or doubled.
         verdict = verdict_check(webhook_receiver, expected=expected, chain_id=chain_id, truth=truth)
+        events = ChainEvent.objects.filter(chain_id=chain_id, removed=False).count()
         terminated = pg.logfile.read_text(errors="replace").count("terminating connection")
         print(
             f"\npostgres restart ({'full' if FULL else 'ci'}): {RESTARTS} fast restart(s) at "
             + ", ".join(f"{a}/{expected} deliveries, block {b} ({d:.1f}s)" for a, b, d in restarts)
             + f"; {terminated} sessions terminated; all {verdict.distinct} delivered {recovered_after:.1f}s after "
-            f"the last restart, {ChainEvent.objects.filter(chain_id=chain_id).count()} events indexed once; "
+            f"the last restart (all recorded after {settled_after:.1f}s), {events} events indexed once; "
             f"resent under the same webhook-id: {verdict.resent}"
         )

@@ -93,6 +93,7 @@ def test_redis_down_then_back_empty(devnet_factory, webhook_receiver, process_gr
         wait_for(
             lambda: not Delivery.objects.exclude(status=DeliveryStatus.SUCCEEDED).exists(), 60, what="all recorded"
         )
+        settled_after = time.monotonic() - up_at
         still_dead = {name: proc.returncode for name, proc in group.procs.items() if proc.poll() is not None}
         assert not dead, f"processes died during the outage: {dead}"
         assert not still_dead, f"processes died after the outage: {still_dead}"
@@ -101,6 +102,7 @@ def test_redis_down_then_back_empty(devnet_factory, webhook_receiver, process_gr
             f"\nredis outage ({'full' if FULL else 'ci'}): down {down_for:.1f}s after {arrived_at_kill}/{expected} "
             f"deliveries (indexer at {indexed}, {held} messages held unacknowledged, {arrived_during} arrived during "
             f"the outage); back empty, all "
-            f"{verdict.distinct} delivered {recovered_after:.1f}s later; resent under the same webhook-id: "
+            f"{verdict.distinct} delivered {recovered_after:.1f}s later (indexed and recorded after "
+            f"{settled_after:.1f}s); resent under the same webhook-id: "
             f"{verdict.resent}; no process restarted"
         )
