@@ -30,7 +30,7 @@ def test_a_worker_holding_messages_survives_its_broker_going_away(process_group,
         process_group.env = env
         worker = process_group.worker("indexing", pool=pool, concurrency=2)
         client = redis.Redis.from_url(broker.url)
-        producer = Celery("test-broker", broker=broker.url)
+        producer = Celery("test-broker", broker=broker.url, set_as_current=False)
         producer.conf.broker_transport_options = {"global_keyprefix": prefix + "celery:"}
 
         def send(countdown: float | None = None) -> None:
