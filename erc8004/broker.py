@@ -15,8 +15,10 @@ Redis transport keeps them (its "unacked" hash): a worker restores them once
 ``CELERY_VISIBILITY_TIMEOUT`` has passed — and if Redis came back empty they are
 gone, which the sweepers already cover (every message is rebuilt from PostgreSQL
 rows: docs/architecture.md, "Redis holds nothing that cannot be rebuilt").
-Selected in settings (``CELERY_BROKER_TRANSPORT``) for ``redis://`` and ``rediss://``
-broker URLs.
+``install()`` (erc8004/celery.py, before the app exists) makes ``redis://`` and
+``rediss://`` URLs resolve to it. Through kombu's alias table rather than the
+``broker_transport`` setting on purpose: kombu keys its ``rediss`` TLS defaults and the
+URL it logs on the scheme name, and both must stay what they are.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 from kombu.transport import redis
 
-__all__ = ("Transport",)
+__all__ = ("Transport", "install")
 
 logger = logging.getLogger("erc8004.broker")
 
@@ -51,3 +53,12 @@ class Channel(redis.Channel):
 
 class Transport(redis.Transport):
     Channel = Channel
+
+
+def install() -> None:
+    """Resolve the ``redis`` and ``rediss`` URL schemes to this transport."""
+    from kombu import transport as kombu_transport
+
+    for alias in ("redis", "rediss"):
+        kombu_transport.TRANSPORT_ALIASES[alias] = f"{__name__}:Transport"
+        kombu_transport._transport_cache.pop(alias, None)

@@ -163,10 +163,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "global_keyprefix": REDIS_KEY_PREFIX + "celery:",
 }
 CELERY_VISIBILITY_TIMEOUT = _VISIBILITY_TIMEOUT
-# kombu's Redis transport with the repair that keeps a worker alive when its broker
-# goes away while it holds messages (erc8004/broker.py).
-if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    CELERY_BROKER_TRANSPORT = "erc8004.broker:Transport"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=1)

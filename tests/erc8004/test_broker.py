@@ -22,6 +22,21 @@ from tests.fixtures.processes import stack_env, wait_for
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
 
+def test_redis_urls_resolve_to_our_transport_and_keep_their_scheme():
+    """redis:// and rediss:// get the repaired transport; the URL kombu logs and its
+    TLS defaults for rediss (both keyed on the scheme name) are unchanged."""
+    from erc8004.broker import Transport
+    from erc8004.celery import app
+
+    with app.connection_for_write() as conn:
+        assert conn.transport_cls == "redis"
+        assert isinstance(conn.transport, Transport)
+        assert conn.as_uri().startswith("redis://")
+    with app.connection_for_write("rediss://127.0.0.1:6380/0") as conn:
+        assert isinstance(conn.transport, Transport)
+        assert conn.ssl  # kombu's rediss default (no broker_use_ssl given)
+
+
 @pytest.mark.parametrize("pool", ["solo", "threads"])
 def test_a_worker_holding_messages_survives_its_broker_going_away(process_group, tmp_path, pool):
     with PrivateRedis(tmp_path) as broker:
