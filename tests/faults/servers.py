@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+import pytest
 from django.db import InterfaceError, OperationalError, connections
 
 from tests.fixtures.processes import _port_open, free_port, wait_for
@@ -153,8 +154,17 @@ class PrivatePostgres:
             self.running = False
 
     def __enter__(self) -> PrivatePostgres:
-        self.init()
-        self.start()
+        """Create and start the cluster; if this machine cannot (initdb or pg_ctl
+        fails), the test is skipped saying why."""
+        try:
+            self.init()
+            self.start()
+        except (subprocess.SubprocessError, OSError) as exc:
+            detail = getattr(exc, "stderr", "") or ""
+            self.__exit__()
+            reason = f"a private PostgreSQL cluster cannot be created here: {exc} {detail}".strip()
+            print(f"\n{reason}")
+            pytest.skip(reason)
         return self
 
     def __exit__(self, *exc: object) -> None:
