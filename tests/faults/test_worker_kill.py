@@ -79,6 +79,8 @@ def test_sigkill_actions_worker_mid_storm(devnet_factory, webhook_receiver, redi
     assert webhook_receiver.wait_for(lambda r: len(r.accepted) >= expected // 4, timeout=sized(120, 300)), (
         f"only {len(webhook_receiver.accepted)} of {expected} arrived before the kill"
     )
+    in_flight = Delivery.objects.filter(status=DeliveryStatus.SENDING)
+    wait_for(in_flight.exists, 30, interval=0.01, what="a send in flight")
     os.killpg(group.procs["worker-actions"].pid, signal.SIGKILL)
     killed = time.monotonic()
     assert group.stop("worker-actions", timeout=10) == -signal.SIGKILL
