@@ -16,8 +16,12 @@ import pytest
 import redis
 from celery import Celery
 
+from indexing.devnet.contracts import devnet_deploy, devnet_register_chain
+from indexing.devnet.workload import Workload
+from indexing.models import ChainCursor, RpcEndpoint
 from tests.faults.servers import PrivateRedis
 from tests.fixtures.processes import stack_env, wait_for
+from tests.fixtures.rpc_proxy import FaultPlan
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
@@ -71,3 +75,45 @@ def test_a_worker_holding_messages_survives_its_broker_going_away(process_group,
         assert worker.poll() is None
         assert "Unrecoverable error" not in process_group.log("worker-indexing")
         producer.close()
+
+
+def test_a_poll_running_when_the_broker_goes_away_finishes_and_gives_its_lease_back(
+    anvil_factory, rpc_proxy_factory, process_group, tmp_path
+):
+    """Celery can kill a task that is running when the broker connection drops
+    (worker_cancel_long_running_tasks_on_connection_loss). A prefork child killed
+    mid-poll never released the chain's lease: indexing stood still for
+    INDEXING_LEASE_SECONDS (150 s) after a Redis blip — found by
+    tests/faults/test_redis_outage.py. The poll must finish and release it instead."""
+    from web3 import HTTPProvider, Web3
+
+    anvil = anvil_factory()
+    w3 = Web3(HTTPProvider(anvil.rpc_url))
+    deployment = devnet_deploy(w3=w3)
+    slow = rpc_proxy_factory(anvil.rpc_url, FaultPlan(rate_timeout=1.0, timeout_seconds=1.0))
+    chain = devnet_register_chain(rpc_url=slow.url, chain_id=w3.eth.chain_id, deployment=deployment)
+    RpcEndpoint.objects.filter(chain=chain).exclude(url=slow.url).delete()
+    workload = Workload(w3, deployment, seed=5)
+    workload.run(20)
+    workload.close()
+    with PrivateRedis(tmp_path) as broker:
+        env = stack_env(broker.url)
+        process_group.env = env
+        process_group.worker("indexing", pool="prefork", concurrency=1)
+        producer = Celery("test-broker", broker=broker.url, set_as_current=False)
+        producer.conf.broker_transport_options = {"global_keyprefix": env["REDIS_KEY_PREFIX"] + "celery:"}
+        producer.send_task("indexing.tasks.poll_chain", args=(chain.chain_id,), queue="indexing")
+        producer.close()
+        cursor = ChainCursor.objects.filter(pk=chain.chain_id)
+        wait_for(lambda: cursor.exclude(lease_owner="").exists(), 30, interval=0.05, what="the poll to hold the lease")
+
+        broker.kill()  # every request to the node takes a second: the poll is mid-run
+        time.sleep(1)
+        broker.start()
+
+        wait_for(
+            lambda: cursor.filter(lease_owner="", last_block_number__isnull=False).exists(),
+            30,
+            what="the poll to finish and release its lease (not killed holding it)",
+        )
+        assert "Terminating it instead" not in process_group.log("worker-indexing")
