@@ -10,6 +10,11 @@ countdown) that raised ``AttributeError`` out of the consumer: "Unrecoverable
 error", the worker process exited. tests/erc8004/test_broker.py reproduces it;
 tests/faults/test_redis_outage.py is the scenario that found it.
 
+The same goes for a task that was running when the connection broke and finishes
+after it (settings: running tasks are not killed on a connection loss): its
+acknowledgement would go to the closed connection — another ``AttributeError`` in the
+event loop, another dead worker.
+
 Here, when the connection is already gone, the held messages are left where the
 Redis transport keeps them (its "unacked" hash): a worker restores them once
 ``CELERY_VISIBILITY_TIMEOUT`` has passed — and if Redis came back empty they are
@@ -34,9 +39,12 @@ logger = logging.getLogger("erc8004.broker")
 
 
 class QoS(redis.QoS):
-    def restore_unacked(self, client: Any = None) -> None:
+    def _connection_gone(self) -> bool:
         transport = getattr(self.channel, "connection", None)
-        if client is None and getattr(transport, "client", None) is None:
+        return transport is None or getattr(transport, "client", None) is None
+
+    def restore_unacked(self, client: Any = None) -> None:
+        if client is None and self._connection_gone():
             if self._delivered:
                 logger.warning(
                     "broker connection lost holding %s unacknowledged message(s): left to the visibility timeout",
@@ -45,6 +53,23 @@ class QoS(redis.QoS):
             self._delivered.clear()
             return
         super().restore_unacked(client)
+
+    def ack(self, delivery_tag: Any) -> None:
+        """A task that was running when the connection broke finishes later; its message
+        belongs to the old connection, now closed. Acknowledging it there raised
+        ``AttributeError`` in the worker's event loop (the worker exited). The message
+        stays in the unacked hash and, if Redis kept it, comes back after the
+        visibility timeout and loses its claim (every task is idempotent)."""
+        if self._connection_gone():
+            logger.info("message %s finished after its broker connection was replaced: not acknowledged", delivery_tag)
+            return
+        super().ack(delivery_tag)
+
+    def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        if self._connection_gone():
+            logger.info("message %s finished after its broker connection was replaced: not rejected", delivery_tag)
+            return
+        super().reject(delivery_tag, requeue=requeue)
 
 
 class Channel(redis.Channel):

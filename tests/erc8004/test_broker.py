@@ -84,7 +84,9 @@ def test_a_poll_running_when_the_broker_goes_away_finishes_and_gives_its_lease_b
     (worker_cancel_long_running_tasks_on_connection_loss). A prefork child killed
     mid-poll never released the chain's lease: indexing stood still for
     INDEXING_LEASE_SECONDS (150 s) after a Redis blip — found by
-    tests/faults/test_redis_outage.py. The poll must finish and release it instead."""
+    tests/faults/test_redis_outage.py. The poll must finish and release it instead —
+    and finishing after the worker reconnected must not kill the worker when its
+    message is acknowledged (erc8004/broker.py)."""
     from web3 import HTTPProvider, Web3
 
     anvil = anvil_factory()
@@ -99,7 +101,7 @@ def test_a_poll_running_when_the_broker_goes_away_finishes_and_gives_its_lease_b
     with PrivateRedis(tmp_path) as broker:
         env = stack_env(broker.url)
         process_group.env = env
-        process_group.worker("indexing", pool="prefork", concurrency=1)
+        worker = process_group.worker("indexing", pool="prefork", concurrency=1)
         producer = Celery("test-broker", broker=broker.url, set_as_current=False)
         producer.conf.broker_transport_options = {"global_keyprefix": env["REDIS_KEY_PREFIX"] + "celery:"}
         producer.send_task("indexing.tasks.poll_chain", args=(chain.chain_id,), queue="indexing")
@@ -117,3 +119,13 @@ def test_a_poll_running_when_the_broker_goes_away_finishes_and_gives_its_lease_b
             what="the poll to finish and release its lease (not killed holding it)",
         )
         assert "Terminating it instead" not in process_group.log("worker-indexing")
+        # It finished on the new connection; acknowledging its message on the closed
+        # one must not take the worker down either.
+        wait_for(
+            lambda: "finished after its broker connection was replaced" in process_group.log("worker-indexing"),
+            15,
+            what="the poll's message to be settled",
+        )
+        time.sleep(1)
+        assert worker.poll() is None, process_group.log("worker-indexing")[-3000:]
+        assert "Unrecoverable error" not in process_group.log("worker-indexing")
