@@ -119,13 +119,10 @@ def test_a_poll_running_when_the_broker_goes_away_finishes_and_gives_its_lease_b
             what="the poll to finish and release its lease (not killed holding it)",
         )
         assert "Terminating it instead" not in process_group.log("worker-indexing")
-        # It finished on the new connection; acknowledging its message on the closed
-        # one must not take the worker down either.
-        wait_for(
-            lambda: "finished after its broker connection was replaced" in process_group.log("worker-indexing"),
-            15,
-            what="the poll's message to be settled",
-        )
-        time.sleep(1)
+        # Its message belonged to the broken connection: settling it (acknowledging on a
+        # closed channel, when the poll ends after the reconnect) must not take the worker
+        # down either — whether that happens depends on timing; the full-size outage
+        # scenario (tests/faults/test_redis_outage.py) is where it was seen.
+        time.sleep(3)
         assert worker.poll() is None, process_group.log("worker-indexing")[-3000:]
         assert "Unrecoverable error" not in process_group.log("worker-indexing")
