@@ -52,7 +52,7 @@ test: deps services
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 faults: deps services
-	$(BIN)/pytest -m faults tests/faults $(PYTEST_ARGS)
+	FAULTS_FULL=1 $(BIN)/pytest -m faults tests/faults $(PYTEST_ARGS)
 
 lint: deps
 	$(BIN)/ruff check .

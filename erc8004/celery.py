@@ -11,7 +11,11 @@ from celery import Celery
 from celery.signals import setup_logging, task_postrun, task_prerun
 from django_structlog.celery.steps import DjangoStructLogInitStep
 
+from .broker import install as _install_broker_transport
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "erc8004.settings")
+# redis:// and rediss:// use our Redis transport (a worker survives losing its broker).
+_install_broker_transport()
 
 app = Celery("erc8004")
 app.config_from_object("django.conf:settings", namespace="CELERY")

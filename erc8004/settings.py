@@ -169,7 +169,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER",
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = env.float("CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT", default=15.0)
-CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# A running task is NOT killed when the broker connection drops (Redis restart,
+# failover, network blip): it finishes its database work and gives back what it holds.
+# Killing it (True) terminated a prefork child mid-poll, and the chain's poller lease
+# then blocked indexing for INDEXING_LEASE_SECONDS (tests/faults/test_redis_outage.py,
+# tests/erc8004/test_broker.py). Its message cannot be acknowledged on the new
+# connection; if Redis kept it, it is redelivered after the visibility timeout and
+# loses its claim — every task is idempotent.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Celery's Django fixup closes every database connection before and after each task
 # unless this is set: a new PostgreSQL backend (a fork, several ms of CPU) per task —

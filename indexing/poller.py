@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -34,7 +35,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
@@ -104,8 +105,28 @@ def _lease_acquire(*, chain_id: int, owner: str) -> bool:
     return taken == 1
 
 
+# Waits (seconds) between attempts to give a lease back when the database connection
+# failed: ~7 s covers a PostgreSQL restart or failover. Without them the chain would
+# stay blocked for INDEXING_LEASE_SECONDS although its poller is alive.
+LEASE_RELEASE_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0, 3.5)
+
+
 def _lease_release(*, chain_id: int, owner: str) -> None:
-    ChainCursor.objects.filter(pk=chain_id, lease_owner=owner).update(lease_owner="", lease_until=None)
+    """Give the lease back. A poll that failed because the database went away (restart,
+    failover: its connection is dead and new ones are refused for a moment) retries on
+    a new connection for a few seconds; the UPDATE only matches our own lease, so a
+    late release is harmless. Inside a caller's transaction nothing is retried."""
+    for delay in (*LEASE_RELEASE_RETRY_DELAYS, None):
+        try:
+            ChainCursor.objects.filter(pk=chain_id, lease_owner=owner).update(lease_owner="", lease_until=None)
+            return
+        except (OperationalError, InterfaceError):
+            conn = connections[ChainCursor.objects.db]
+            if delay is None or conn.in_atomic_block:
+                raise
+            conn.close()
+            logger.warning("chain %s: database unavailable, lease release retried in %ss", chain_id, delay)
+            time.sleep(delay)
 
 
 #

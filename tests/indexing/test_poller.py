@@ -7,6 +7,7 @@ Every test ends by comparing the database with the workload's ground truth
 from __future__ import annotations
 
 import copy
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -249,6 +250,52 @@ def test_a_held_lease_makes_a_second_poller_busy_until_it_expires(devnet):
         lease_until=timezone.now() - timezone.timedelta(seconds=1)
     )
     assert chain_poll(chain_id=devnet.chain.chain_id).outcome != "busy"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_restart_mid_poll_does_not_leave_the_lease_held(devnet):
+    """A PostgreSQL restart (or failover) kills the poller's connection mid-batch and
+    refuses new ones for a moment. The poller is alive: it must give its lease back
+    once the database answers again, or the chain stays blocked for every other worker
+    for INDEXING_LEASE_SECONDS (150 s) — tests/faults/test_postgres_restart.py found
+    this. Here the batch's own backend is terminated and the (per-checkout) test
+    database refuses connections for a second, as during ``pg_ctl restart -m fast``."""
+    import threading
+
+    import psycopg2
+    from django.db import OperationalError, connection
+
+    devnet.workload.run(30)
+    db = connection.settings_dict
+    admin = psycopg2.connect(
+        host=db["HOST"], port=db["PORT"], user=db["USER"], password=db["PASSWORD"] or None, dbname="postgres"
+    )
+    admin.autocommit = True
+
+    def allow(flag: bool) -> None:
+        with admin.cursor() as cursor:
+            cursor.execute(f'ALTER DATABASE "{db["NAME"]}" ALLOW_CONNECTIONS {str(flag).lower()}')
+
+    def restart(sender, **kwargs):
+        allow(False)
+        threading.Timer(1.0, allow, (True,)).start()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    events_indexed.connect(restart, dispatch_uid="test-restart")
+    try:
+        with pytest.raises(OperationalError):
+            chain_poll(chain_id=devnet.chain.chain_id, owner="worker-a")
+    finally:
+        events_indexed.disconnect(dispatch_uid="test-restart")
+        time.sleep(1.5)
+        allow(True)
+        admin.close()
+    cursor = ChainCursor.objects.get(pk=devnet.chain.chain_id)
+    assert (cursor.lease_owner, cursor.lease_until, cursor.last_block_number) == ("", None, None)
+    assert chain_poll(chain_id=devnet.chain.chain_id, owner="worker-b").outcome != "busy"
+    poll_until_caught_up(devnet.chain.chain_id)
+    assert read_model_diff(devnet.workload.truth(), chain_id=devnet.chain.chain_id) == []
 
 
 def test_a_stale_poller_cannot_commit_over_a_newer_cursor(devnet):
