@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import json
 import logging
 import os
 import random
@@ -50,7 +51,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -850,6 +851,13 @@ def _record(
         "error": result.error[:4000],
     }
     try:
+        if result.ok and connection.vendor == "postgresql" and not connection.in_atomic_block:
+            # The common case in one statement (no BEGIN/COMMIT round trips): the hot
+            # path of every fan-out. Same effects as the transaction below. (Inside a
+            # caller's transaction the savepoint below keeps a failure from breaking it.)
+            updated = _success_record_fused(delivery, attempt_no, attempt_fields, result, now)
+            outcome = _record_success(delivery, destination, attempt_no, result, now, updated=updated)
+            return _record_logged(delivery, destination, attempt_no, result, now, outcome)
         with transaction.atomic():
             # One INSERT … ON CONFLICT: the sweeper may have written this attempt as "sender lost".
             Attempt.objects.bulk_create(
@@ -866,6 +874,13 @@ def _record(
         # The row was deleted while we were sending (its organization was deleted).
         logger.warning("delivery %s disappeared during its attempt; nothing recorded", delivery.uuid)
         return "missing"
+    return _record_logged(delivery, destination, attempt_no, result, now, outcome)
+
+
+def _record_logged(
+    delivery: Delivery, destination: Destination, attempt_no: int, result: ChannelResult, now: datetime, outcome: str
+) -> str:
+    channel = destination.channel
     if result.retry_after:
         until = now + timedelta(seconds=min(result.retry_after, settings.ACTIONS_RETRY_AFTER_MAX))
         Destination.objects.filter(pk=destination.pk).filter(
@@ -884,24 +899,88 @@ def _record(
     return outcome
 
 
+_ATTEMPT_FIELDS = (
+    "started_at",
+    "duration_ms",
+    "outcome",
+    "retryable",
+    "response_code",
+    "response_excerpt",
+    "error",
+)
+
+
+def _success_record_fused(
+    delivery: Delivery, attempt_no: int, attempt_fields: dict[str, Any], result: ChannelResult, now: datetime
+) -> int:
+    """The attempt row (upserted: the sweeper may have written it as "sender lost")
+    and the delivery's success (fenced by the attempt number; a late success still
+    counts if the row was swept but not yet re-claimed) in one PostgreSQL statement,
+    atomic by itself. Returns how many delivery rows it moved (0 or 1)."""
+    attempt_table, delivery_table = Attempt._meta.db_table, Delivery._meta.db_table
+    columns = ", ".join(_ATTEMPT_FIELDS)
+    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in _ATTEMPT_FIELDS)
+    sql = f"""
+        WITH attempt AS (
+            INSERT INTO {attempt_table} (delivery_id, number, {columns})
+            VALUES (%s, %s, {", ".join(["%s"] * len(_ATTEMPT_FIELDS))})
+            ON CONFLICT (delivery_id, number) DO UPDATE SET {updates}
+            RETURNING 1
+        ), done AS (
+            UPDATE {delivery_table}
+            SET status = %s, sent_at = %s, locked_until = NULL, next_attempt_at = NULL,
+                dispatched_at = NULL, last_error = '', response_data = %s::jsonb, updated_at = %s
+            WHERE id = %s AND attempt_count = %s AND status IN (%s, %s)
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM done), (SELECT count(*) FROM attempt)
+    """  # noqa: S608 (table and column names are the models' own, values are parameters)
+    params = [
+        delivery.pk,
+        attempt_no,
+        *(attempt_fields[name] for name in _ATTEMPT_FIELDS),
+        DeliveryStatus.SUCCEEDED,
+        now,
+        json.dumps(result.response_data or {}),
+        now,
+        delivery.pk,
+        attempt_no,
+        DeliveryStatus.SENDING,
+        DeliveryStatus.RETRYING,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        done, _ = cursor.fetchone()
+    return int(done)
+
+
 def _record_success(
-    delivery: Delivery, destination: Destination, attempt_no: int, result: ChannelResult, now: datetime
+    delivery: Delivery,
+    destination: Destination,
+    attempt_no: int,
+    result: ChannelResult,
+    now: datetime,
+    *,
+    updated: int | None = None,
 ) -> str:
-    # A late success still counts if the row was swept but not yet re-claimed.
-    updated = Delivery.objects.filter(
-        pk=delivery.pk,
-        attempt_count=attempt_no,
-        status__in=(DeliveryStatus.SENDING, DeliveryStatus.RETRYING),
-    ).update(
-        status=DeliveryStatus.SUCCEEDED,
-        sent_at=now,
-        locked_until=None,
-        next_attempt_at=None,
-        dispatched_at=None,
-        last_error="",
-        response_data=result.response_data,
-        updated_at=now,
-    )
+    """The delivery's success (unless ``updated`` says it was already written) and
+    what follows for its destination and the metrics."""
+    if updated is None:
+        # A late success still counts if the row was swept but not yet re-claimed.
+        updated = Delivery.objects.filter(
+            pk=delivery.pk,
+            attempt_count=attempt_no,
+            status__in=(DeliveryStatus.SENDING, DeliveryStatus.RETRYING),
+        ).update(
+            status=DeliveryStatus.SUCCEEDED,
+            sent_at=now,
+            locked_until=None,
+            next_attempt_at=None,
+            dispatched_at=None,
+            last_error="",
+            response_data=result.response_data,
+            updated_at=now,
+        )
     # Reset the failure streak; the WHERE keeps this from writing (and locking) the
     # destination row on every success of a busy destination — and when the row read
     # with the delivery shows nothing to change, the statement is not even sent.
