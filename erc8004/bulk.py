@@ -179,15 +179,68 @@ def _copy_json(value: Any) -> str:
     return json.dumps(value).translate(_COPY_ESCAPES)  # what psycopg2's Json sends
 
 
+_FAST: dict[str, str] = {
+    # internal type -> (exact class the fast path applies to, expression on ``x``)
+    "CharField": "str|x.translate(T)",
+    "TextField": "str|x.translate(T)",
+    "IntegerField": "int|str(x)",
+    "BigIntegerField": "int|str(x)",
+    "SmallIntegerField": "int|str(x)",
+    "PositiveIntegerField": "int|str(x)",
+    "PositiveBigIntegerField": "int|str(x)",
+    "PositiveSmallIntegerField": "int|str(x)",
+    "ForeignKey": "int|str(x)",
+    "OneToOneField": "int|str(x)",
+    "DecimalField": "Decimal|str(x)",
+    "BooleanField": "bool|('t' if x else 'f')",
+    "DateTimeField": "datetime|x.isoformat()",
+}
+
+
+def _line_formatter(plan: _Plan) -> Any:
+    """A compiled function: model instance -> one COPY text line (without newline).
+
+    Each column takes a type-specific expression when the value is exactly the
+    field's usual Python type, and ``_copy_text`` otherwise (None, or anything
+    unusual), so the output is the same as calling ``_copy_text`` on every value —
+    about three times faster on 20k-row batches."""
+    parts = []
+    for i, field in enumerate(plan.fields):
+        value = f"v[{i}]" if len(plan.fields) > 1 else "v"
+        if i in plan.json_positions:
+            parts.append(f"(J({value}) if {value} is not None else N)")
+            continue
+        fast = _FAST.get(field.get_internal_type())
+        if fast is None:
+            parts.append(f"C({value})")
+            continue
+        cls, expression = fast.split("|", 1)
+        parts.append(f"({expression.replace('x', value)} if {value}.__class__ is {cls} else C({value}))")
+    source = "def line(obj):\n    v = getter(obj)\n    return '\\t'.join((" + ", ".join(parts) + ",))\n"
+    namespace: dict[str, Any] = {
+        "getter": plan.getter,
+        "T": _COPY_ESCAPES,
+        "C": _copy_text,
+        "J": _copy_json,
+        "N": "\\N",
+        "Decimal": Decimal,
+        "datetime": datetime,
+    }
+    exec(compile(source, f"<copy line {plan.fields[0].model.__name__}>", "exec"), namespace)  # noqa: S102
+    return namespace["line"]
+
+
+_LINES: dict[type, Any] = {}
+
+
 def _copy_insert(objs: Sequence[models.Model], plan: _Plan, table: str) -> None:
     """Write ``objs`` with COPY, ids from the table's sequence (set on the objects)."""
     quote = connection.ops.quote_name
-    fields = plan.fields
-    getter = plan.getter
-    single = len(fields) == 1
-    json_positions = set(plan.json_positions)
-    converters = [_copy_json if i in json_positions else _copy_text for i in range(len(fields))]
-    columns = [quote(f.column) for f in fields]
+    model = type(objs[0])
+    line = _LINES.get(model)
+    if line is None:
+        line = _LINES[model] = _line_formatter(plan)
+    columns = [quote(f.column) for f in plan.fields]
     with connection.cursor() as wrapper:
         cursor = wrapper.cursor
         ids: list[int] = []
@@ -198,16 +251,11 @@ def _copy_insert(objs: Sequence[models.Model], plan: _Plan, table: str) -> None:
             )
             ids = sorted(row[0] for row in cursor.fetchall())
             columns.insert(0, quote(plan.auto_pk.column))
-        buffer = io.StringIO()
-        write = buffer.write
-        for position, obj in enumerate(objs):
-            values = (getter(obj),) if single else getter(obj)
-            line = "\t".join([convert(value) for convert, value in zip(converters, values, strict=True)])
-            if ids:
-                line = f"{ids[position]}\t{line}"
-            write(line)
-            write("\n")
-        buffer.seek(0)
+        if ids:
+            text = "".join([f"{pk}\t{line(obj)}\n" for pk, obj in zip(ids, objs, strict=True)])
+        else:
+            text = "".join([f"{line(obj)}\n" for obj in objs])
+        buffer = io.StringIO(text)
         cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer)  # names from the model
     for position, obj in enumerate(objs):
         if ids:
