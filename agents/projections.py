@@ -182,7 +182,7 @@ class _Batch:
     def _agent(self, key: AgentKey) -> Agent:
         agent = self.agents.get(key)
         if agent is None:
-            agent = Agent(chain_id=self.chain_id, identity_address=key[0], agent_id=key[1])
+            agent = instance_fast(Agent, {"chain_id": self.chain_id, "identity_address": key[0], "agent_id": key[1]})
             self.agents[key] = agent
             self.new_agents[key] = agent
         return agent
@@ -331,7 +331,10 @@ class _Batch:
         slot = (event.address, request_hash)
         validation = self.validations.get(slot)
         if validation is None:
-            validation = Validation(chain_id=self.chain_id, validation_address=event.address, request_hash=request_hash)
+            validation = instance_fast(
+                Validation,
+                {"chain_id": self.chain_id, "validation_address": event.address, "request_hash": request_hash},
+            )
             self.validations[slot] = validation
             self.validations_new.add(slot)
         elif slot not in self.validations_new:
@@ -527,12 +530,15 @@ def agent_aggregates_refresh(*, agent_pks: list[int]) -> None:
     )
     AgentTagStat.objects.filter(agent_id__in=agent_pks).delete()
     stats = [
-        AgentTagStat(
-            agent_id=row["agent_id"],
-            tag1=row["tag1"],
-            tag1_hash=row["tag1_hash"],
-            count=row["count"],
-            average=_average(row["total"], row["count"]),
+        instance_fast(
+            AgentTagStat,
+            {
+                "agent_id": row["agent_id"],
+                "tag1": row["tag1"],
+                "tag1_hash": row["tag1_hash"],
+                "count": row["count"],
+                "average": _average(row["total"], row["count"]),
+            },
         )
         for row in Feedback.objects.filter(agent_id__in=agent_pks, revoked=False)
         .values("agent_id", "tag1_hash")

@@ -34,7 +34,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from eth_utils import keccak
 
-from erc8004.bulk import bulk_insert, bulk_update
+from erc8004.bulk import bulk_insert, bulk_update, instance_fast
 
 from .feedback_files import feedback_file_parse, feedback_hash_status
 from .files import FetchedFile, FileFetchError, FileUnsupported, file_fetch, uri_scheme
@@ -126,7 +126,7 @@ def registration_files_schedule(
             if row is not None and row.uri == uri and not force:
                 continue
             if row is None:
-                row = RegistrationFile(agent_id=pk)
+                row = instance_fast(RegistrationFile, {"agent_id": pk})
                 new_rows.append(row)
             else:
                 changed_rows.append(row)
@@ -168,7 +168,7 @@ def feedback_files_schedule(
         pending = {"status": FileStatus.PENDING, "attempts": 0, "error": "", "requested_at": now}
         bulk_insert(
             [
-                FeedbackFile(feedback_id=pk, uri=uri, next_attempt_at=now, **pending)
+                instance_fast(FeedbackFile, {"feedback_id": pk, "uri": uri, "next_attempt_at": now, **pending})
                 for pk, uri in uris.items()
                 if pk not in existing
             ]

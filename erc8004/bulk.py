@@ -176,24 +176,28 @@ def _copy_text(value: Any) -> str:
 def _copy_json(value: Any) -> str:
     if value is None:  # SQL NULL, as the INSERT path sends it (not JSON null)
         return "\\N"
-    return json.dumps(value).translate(_COPY_ESCAPES)  # what psycopg2's Json sends
+    # What psycopg2's Json sends. ensure_ascii output has no raw tab, newline or
+    # carriage return (json escapes them), so only backslashes need doubling.
+    text = json.dumps(value)
+    return text.replace("\\", "\\\\") if "\\" in text else text
 
 
+_TEXT = "({x} if {x}.isprintable() and '\\\\' not in {x} else {x}.translate(T))"  # most text needs no escape
 _FAST: dict[str, str] = {
-    # internal type -> (exact class the fast path applies to, expression on ``x``)
-    "CharField": "str|x.translate(T)",
-    "TextField": "str|x.translate(T)",
-    "IntegerField": "int|str(x)",
-    "BigIntegerField": "int|str(x)",
-    "SmallIntegerField": "int|str(x)",
-    "PositiveIntegerField": "int|str(x)",
-    "PositiveBigIntegerField": "int|str(x)",
-    "PositiveSmallIntegerField": "int|str(x)",
-    "ForeignKey": "int|str(x)",
-    "OneToOneField": "int|str(x)",
-    "DecimalField": "Decimal|str(x)",
-    "BooleanField": "bool|('t' if x else 'f')",
-    "DateTimeField": "datetime|x.isoformat()",
+    # internal type -> "exact class the fast path applies to|expression on {x}"
+    "CharField": "str|" + _TEXT,
+    "TextField": "str|" + _TEXT,
+    "IntegerField": "int|str({x})",
+    "BigIntegerField": "int|str({x})",
+    "SmallIntegerField": "int|str({x})",
+    "PositiveIntegerField": "int|str({x})",
+    "PositiveBigIntegerField": "int|str({x})",
+    "PositiveSmallIntegerField": "int|str({x})",
+    "ForeignKey": "int|str({x})",
+    "OneToOneField": "int|str({x})",
+    "DecimalField": "Decimal|str({x})",
+    "BooleanField": "bool|('t' if {x} else 'f')",
+    "DateTimeField": "datetime|{x}.isoformat()",
 }
 
 
@@ -215,7 +219,7 @@ def _line_formatter(plan: _Plan) -> Any:
             parts.append(f"C({value})")
             continue
         cls, expression = fast.split("|", 1)
-        parts.append(f"({expression.replace('x', value)} if {value}.__class__ is {cls} else C({value}))")
+        parts.append(f"({expression.replace('{x}', value)} if {value}.__class__ is {cls} else C({value}))")
     source = "def line(obj):\n    v = getter(obj)\n    return '\\t'.join((" + ", ".join(parts) + ",))\n"
     namespace: dict[str, Any] = {
         "getter": plan.getter,
@@ -257,11 +261,13 @@ def _copy_insert(objs: Sequence[models.Model], plan: _Plan, table: str) -> None:
             text = "".join([f"{line(obj)}\n" for obj in objs])
         buffer = io.StringIO(text)
         cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer)  # names from the model
+    alias = connection.alias
     for position, obj in enumerate(objs):
         if ids:
             obj.pk = ids[position]
-        obj._state.adding = False
-        obj._state.db = connection.alias
+        state = obj._state
+        state.adding = False
+        state.db = alias
 
 
 def bulk_insert(objs: Sequence[models.Model], *, page_size: int = 1000) -> list[models.Model]:
