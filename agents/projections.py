@@ -413,12 +413,20 @@ class _Batch:
                 feedback.agent = self.agents[fkey[0]]
                 fresh.append(feedback)
             bulk_insert(fresh)
-        by_time: dict[Any, list[FeedbackKey]] = defaultdict(list)
-        for fkey, revoked_at in self.revocations:
-            by_time[revoked_at].append(fkey)
-        for revoked_at, fkeys in by_time.items():
-            for chunk in _chunks(fkeys, 200):
-                Feedback.objects.filter(self._feedback_q(chunk)).update(revoked=True, revoked_at=revoked_at)
+        if self.revocations:
+            # One UPDATE by id for the batch; a key revoked twice keeps its last time
+            # (chain order), as the per-time updates in chain order did.
+            last: dict[FeedbackKey, Any] = {}
+            for fkey, revoked_at in self.revocations:
+                last[fkey] = revoked_at
+            stored = self._feedback_pks(list(last))
+            bulk_update(
+                [
+                    instance_fast(Feedback, {"id": pk, "revoked": True, "revoked_at": last[fkey]})
+                    for fkey, pk in stored.items()
+                ],
+                ("revoked", "revoked_at"),
+            )
         if self.responses:
             missing = [fkey for _, fkey in self.responses if fkey not in self.new_feedback]
             known = self._feedback_pks(missing) if missing else {}
@@ -429,15 +437,6 @@ class _Batch:
                 response.feedback_id = target.pk if target is not None and target.pk else known.get(fkey)
                 rows.append(response)
             bulk_insert(rows)
-
-    def _feedback_q(self, fkeys: list[FeedbackKey]) -> Q:
-        q = Q()
-        for key, reputation, client, index in fkeys:
-            agent = self.agents.get(key)
-            if agent is None or agent.pk is None:
-                continue
-            q |= Q(agent_id=agent.pk, reputation_address=reputation, client_address=client, feedback_index=index)
-        return q if q else Q(pk__in=[])
 
     def _feedback_pks(self, fkeys: list[FeedbackKey]) -> dict[FeedbackKey, int]:
         """Stored feedback ids for keys, in one query per agent group."""
@@ -488,11 +487,6 @@ class _Batch:
                     "responded_at",
                 ),
             )
-
-
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def agent_aggregates_refresh(*, agent_pks: list[int]) -> None:
@@ -554,13 +548,13 @@ class ProjectionResult:
     file URI."""
 
     uri_agent_pks: list[int]
-    file_feedback_pks: list[int]
+    file_feedback_uris: dict[int, str]  # new feedback pk -> its feedbackURI (only those with one)
 
 
 def projection_apply(*, chain_id: int, events: list[ChainEvent]) -> ProjectionResult:
     """Apply newly indexed events (chain order) to the read model."""
     if not events:
-        return ProjectionResult([], [])
+        return ProjectionResult([], {})
     batch = _Batch(chain_id=chain_id, emitters=_emitters(chain_id))
     batch.load(events)
     for event in events:
@@ -568,7 +562,7 @@ def projection_apply(*, chain_id: int, events: list[ChainEvent]) -> ProjectionRe
     batch.flush()
     return ProjectionResult(
         uri_agent_pks=[batch.agents[k].pk for k in batch.uri_touched],
-        file_feedback_pks=[f.pk for f in batch.new_feedback.values() if f.pk and f.feedback_uri],
+        file_feedback_uris={f.pk: f.feedback_uri for f in batch.new_feedback.values() if f.pk and f.feedback_uri},
     )
 
 

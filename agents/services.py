@@ -154,16 +154,26 @@ def registration_files_schedule(
 
 
 def feedback_files_schedule(
-    *, feedback_pks: Iterable[int], force: bool = False, now: datetime | None = None
+    *,
+    feedback_pks: Iterable[int],
+    force: bool = False,
+    now: datetime | None = None,
+    known_uris: dict[int, str] | None = None,
 ) -> list[int]:
     """Create pending rows for feedback with a ``feedbackURI`` (a feedback's URI never
-    changes); return the feedback to fetch. ``force`` re-fetches existing rows."""
+    changes); return the feedback to fetch. ``force`` re-fetches existing rows.
+
+    ``known_uris`` (pk -> URI, for every pk) spares reading the URIs back: the
+    indexer passes the feedback it has just inserted in the same transaction."""
     now = _now(now)
     pks = sorted(set(feedback_pks))
     if not pks:
         return []
     with transaction.atomic():
-        uris = dict(Feedback.objects.filter(pk__in=pks).exclude(feedback_uri="").values_list("pk", "feedback_uri"))
+        if known_uris is not None:
+            uris = {pk: known_uris[pk] for pk in pks if known_uris[pk]}
+        else:
+            uris = dict(Feedback.objects.filter(pk__in=pks).exclude(feedback_uri="").values_list("pk", "feedback_uri"))
         existing = set(FeedbackFile.objects.filter(pk__in=list(uris)).values_list("pk", flat=True))
         pending = {"status": FileStatus.PENDING, "attempts": 0, "error": "", "requested_at": now}
         bulk_insert(
