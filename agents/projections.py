@@ -387,8 +387,12 @@ class _Batch:
             agent_aggregates_refresh(agent_pks=sorted(dirty))
 
     def _flush_metadata(self) -> None:
+        # One DELETE per metadata key (in practice: agentWallet cleared), not per agent.
+        by_hash: dict[str, list[int]] = defaultdict(list)
         for key, key_hash in self.metadata_deleted:
-            AgentMetadata.objects.filter(agent=self.agents[key], key_hash=key_hash).delete()
+            by_hash[key_hash].append(self.agents[key].pk)
+        for key_hash, agent_pks in by_hash.items():
+            AgentMetadata.objects.filter(agent_id__in=agent_pks, key_hash=key_hash).delete()
         if not self.metadata:
             return
         rows = []

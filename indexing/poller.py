@@ -28,6 +28,7 @@ import logging
 import os
 import socket
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -415,8 +416,8 @@ def _commit_range(
             ),
             robust=True,  # a broker outage must not fail a committed batch; sweepers catch up
         )
-    for event in created:
-        metrics.EVENTS_INGESTED.labels(chain=str(chain.chain_id), event_type=event.event_type).inc()
+    for event_type, count in Counter(event.event_type for event in created).items():
+        metrics.EVENTS_INGESTED.labels(chain=str(chain.chain_id), event_type=event_type).inc(count)
     if unknown:
         metrics.UNKNOWN_LOGS.labels(chain=str(chain.chain_id)).inc(len(unknown))
         logger.warning("chain %s: %s undecodable logs recorded", chain.chain_id, len(unknown))
