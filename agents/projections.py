@@ -511,7 +511,8 @@ def agent_aggregates_refresh(*, agent_pks: list[int]) -> None:
         .values("agent_id")
         .annotate(count=Count("id"), total=Sum("response"))
     }
-    agents = list(Agent.objects.filter(pk__in=agent_pks).only("pk"))
+    # Rows to UPDATE by id (no need to read them: an id that is gone updates nothing).
+    agents = [instance_fast(Agent, {"id": pk}) for pk in agent_pks]
     for agent in agents:
         f = feedback.get(agent.pk)
         agent.feedback_count = f["count"] if f else 0
