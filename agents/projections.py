@@ -182,7 +182,7 @@ class _Batch:
     def _agent(self, key: AgentKey) -> Agent:
         agent = self.agents.get(key)
         if agent is None:
-            agent = Agent(chain_id=self.chain_id, identity_address=key[0], agent_id=key[1])
+            agent = instance_fast(Agent, {"chain_id": self.chain_id, "identity_address": key[0], "agent_id": key[1]})
             self.agents[key] = agent
             self.new_agents[key] = agent
         return agent
@@ -331,7 +331,10 @@ class _Batch:
         slot = (event.address, request_hash)
         validation = self.validations.get(slot)
         if validation is None:
-            validation = Validation(chain_id=self.chain_id, validation_address=event.address, request_hash=request_hash)
+            validation = instance_fast(
+                Validation,
+                {"chain_id": self.chain_id, "validation_address": event.address, "request_hash": request_hash},
+            )
             self.validations[slot] = validation
             self.validations_new.add(slot)
         elif slot not in self.validations_new:
@@ -384,8 +387,12 @@ class _Batch:
             agent_aggregates_refresh(agent_pks=sorted(dirty))
 
     def _flush_metadata(self) -> None:
+        # One DELETE per metadata key (in practice: agentWallet cleared), not per agent.
+        by_hash: dict[str, list[int]] = defaultdict(list)
         for key, key_hash in self.metadata_deleted:
-            AgentMetadata.objects.filter(agent=self.agents[key], key_hash=key_hash).delete()
+            by_hash[key_hash].append(self.agents[key].pk)
+        for key_hash, agent_pks in by_hash.items():
+            AgentMetadata.objects.filter(agent_id__in=agent_pks, key_hash=key_hash).delete()
         if not self.metadata:
             return
         rows = []
@@ -410,12 +417,20 @@ class _Batch:
                 feedback.agent = self.agents[fkey[0]]
                 fresh.append(feedback)
             bulk_insert(fresh)
-        by_time: dict[Any, list[FeedbackKey]] = defaultdict(list)
-        for fkey, revoked_at in self.revocations:
-            by_time[revoked_at].append(fkey)
-        for revoked_at, fkeys in by_time.items():
-            for chunk in _chunks(fkeys, 200):
-                Feedback.objects.filter(self._feedback_q(chunk)).update(revoked=True, revoked_at=revoked_at)
+        if self.revocations:
+            # One UPDATE by id for the batch; a key revoked twice keeps its last time
+            # (chain order), as the per-time updates in chain order did.
+            last: dict[FeedbackKey, Any] = {}
+            for fkey, revoked_at in self.revocations:
+                last[fkey] = revoked_at
+            stored = self._feedback_pks(list(last))
+            bulk_update(
+                [
+                    instance_fast(Feedback, {"id": pk, "revoked": True, "revoked_at": last[fkey]})
+                    for fkey, pk in stored.items()
+                ],
+                ("revoked", "revoked_at"),
+            )
         if self.responses:
             missing = [fkey for _, fkey in self.responses if fkey not in self.new_feedback]
             known = self._feedback_pks(missing) if missing else {}
@@ -426,15 +441,6 @@ class _Batch:
                 response.feedback_id = target.pk if target is not None and target.pk else known.get(fkey)
                 rows.append(response)
             bulk_insert(rows)
-
-    def _feedback_q(self, fkeys: list[FeedbackKey]) -> Q:
-        q = Q()
-        for key, reputation, client, index in fkeys:
-            agent = self.agents.get(key)
-            if agent is None or agent.pk is None:
-                continue
-            q |= Q(agent_id=agent.pk, reputation_address=reputation, client_address=client, feedback_index=index)
-        return q if q else Q(pk__in=[])
 
     def _feedback_pks(self, fkeys: list[FeedbackKey]) -> dict[FeedbackKey, int]:
         """Stored feedback ids for keys, in one query per agent group."""
@@ -487,11 +493,6 @@ class _Batch:
             )
 
 
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def agent_aggregates_refresh(*, agent_pks: list[int]) -> None:
     """Recompute reputation and validation aggregates of these agents from their rows.
 
@@ -510,7 +511,8 @@ def agent_aggregates_refresh(*, agent_pks: list[int]) -> None:
         .values("agent_id")
         .annotate(count=Count("id"), total=Sum("response"))
     }
-    agents = list(Agent.objects.filter(pk__in=agent_pks).only("pk"))
+    # Rows to UPDATE by id (no need to read them: an id that is gone updates nothing).
+    agents = [instance_fast(Agent, {"id": pk}) for pk in agent_pks]
     for agent in agents:
         f = feedback.get(agent.pk)
         agent.feedback_count = f["count"] if f else 0
@@ -527,12 +529,15 @@ def agent_aggregates_refresh(*, agent_pks: list[int]) -> None:
     )
     AgentTagStat.objects.filter(agent_id__in=agent_pks).delete()
     stats = [
-        AgentTagStat(
-            agent_id=row["agent_id"],
-            tag1=row["tag1"],
-            tag1_hash=row["tag1_hash"],
-            count=row["count"],
-            average=_average(row["total"], row["count"]),
+        instance_fast(
+            AgentTagStat,
+            {
+                "agent_id": row["agent_id"],
+                "tag1": row["tag1"],
+                "tag1_hash": row["tag1_hash"],
+                "count": row["count"],
+                "average": _average(row["total"], row["count"]),
+            },
         )
         for row in Feedback.objects.filter(agent_id__in=agent_pks, revoked=False)
         .values("agent_id", "tag1_hash")
@@ -548,13 +553,13 @@ class ProjectionResult:
     file URI."""
 
     uri_agent_pks: list[int]
-    file_feedback_pks: list[int]
+    file_feedback_uris: dict[int, str]  # new feedback pk -> its feedbackURI (only those with one)
 
 
 def projection_apply(*, chain_id: int, events: list[ChainEvent]) -> ProjectionResult:
     """Apply newly indexed events (chain order) to the read model."""
     if not events:
-        return ProjectionResult([], [])
+        return ProjectionResult([], {})
     batch = _Batch(chain_id=chain_id, emitters=_emitters(chain_id))
     batch.load(events)
     for event in events:
@@ -562,7 +567,7 @@ def projection_apply(*, chain_id: int, events: list[ChainEvent]) -> ProjectionRe
     batch.flush()
     return ProjectionResult(
         uri_agent_pks=[batch.agents[k].pk for k in batch.uri_touched],
-        file_feedback_pks=[f.pk for f in batch.new_feedback.values() if f.pk and f.feedback_uri],
+        file_feedback_uris={f.pk: f.feedback_uri for f in batch.new_feedback.values() if f.pk and f.feedback_uri},
     )
 
 

@@ -24,9 +24,13 @@ from .tasks import enqueue_file_fetches
 logger = logging.getLogger("erc8004.agents.receivers")
 
 
-def _schedule_fetches(*, agent_pks: list[int], feedback_pks: list[int]) -> None:
+def _schedule_fetches(
+    *, agent_pks: list[int], feedback_pks: list[int], feedback_uris: dict[int, str] | None = None
+) -> None:
     to_fetch_agents = registration_files_schedule(agent_pks=agent_pks) if agent_pks else []
-    to_fetch_feedback = feedback_files_schedule(feedback_pks=feedback_pks) if feedback_pks else []
+    to_fetch_feedback = (
+        feedback_files_schedule(feedback_pks=feedback_pks, known_uris=feedback_uris) if feedback_pks else []
+    )
     if to_fetch_agents or to_fetch_feedback:
         transaction.on_commit(
             partial(enqueue_file_fetches, agent_pks=to_fetch_agents, feedback_pks=to_fetch_feedback), robust=True
@@ -36,7 +40,11 @@ def _schedule_fetches(*, agent_pks: list[int], feedback_pks: list[int]) -> None:
 @receiver(events_indexed, dispatch_uid="agents.project_indexed")
 def project_indexed(sender, *, chain_id: int, events: list, **kwargs) -> None:
     result = projection_apply(chain_id=chain_id, events=events)
-    _schedule_fetches(agent_pks=result.uri_agent_pks, feedback_pks=result.file_feedback_pks)
+    _schedule_fetches(
+        agent_pks=result.uri_agent_pks,
+        feedback_pks=list(result.file_feedback_uris),
+        feedback_uris=result.file_feedback_uris,
+    )
 
 
 @receiver(events_removed, dispatch_uid="agents.project_removed")

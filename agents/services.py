@@ -34,7 +34,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from eth_utils import keccak
 
-from erc8004.bulk import bulk_insert, bulk_update
+from erc8004.bulk import bulk_insert, bulk_update, instance_fast
 
 from .feedback_files import feedback_file_parse, feedback_hash_status
 from .files import FetchedFile, FileFetchError, FileUnsupported, file_fetch, uri_scheme
@@ -126,7 +126,7 @@ def registration_files_schedule(
             if row is not None and row.uri == uri and not force:
                 continue
             if row is None:
-                row = RegistrationFile(agent_id=pk)
+                row = instance_fast(RegistrationFile, {"agent_id": pk})
                 new_rows.append(row)
             else:
                 changed_rows.append(row)
@@ -154,21 +154,31 @@ def registration_files_schedule(
 
 
 def feedback_files_schedule(
-    *, feedback_pks: Iterable[int], force: bool = False, now: datetime | None = None
+    *,
+    feedback_pks: Iterable[int],
+    force: bool = False,
+    now: datetime | None = None,
+    known_uris: dict[int, str] | None = None,
 ) -> list[int]:
     """Create pending rows for feedback with a ``feedbackURI`` (a feedback's URI never
-    changes); return the feedback to fetch. ``force`` re-fetches existing rows."""
+    changes); return the feedback to fetch. ``force`` re-fetches existing rows.
+
+    ``known_uris`` (pk -> URI, for every pk) spares reading the URIs back: the
+    indexer passes the feedback it has just inserted in the same transaction."""
     now = _now(now)
     pks = sorted(set(feedback_pks))
     if not pks:
         return []
     with transaction.atomic():
-        uris = dict(Feedback.objects.filter(pk__in=pks).exclude(feedback_uri="").values_list("pk", "feedback_uri"))
+        if known_uris is not None:
+            uris = {pk: known_uris[pk] for pk in pks if known_uris[pk]}
+        else:
+            uris = dict(Feedback.objects.filter(pk__in=pks).exclude(feedback_uri="").values_list("pk", "feedback_uri"))
         existing = set(FeedbackFile.objects.filter(pk__in=list(uris)).values_list("pk", flat=True))
         pending = {"status": FileStatus.PENDING, "attempts": 0, "error": "", "requested_at": now}
         bulk_insert(
             [
-                FeedbackFile(feedback_id=pk, uri=uri, next_attempt_at=now, **pending)
+                instance_fast(FeedbackFile, {"feedback_id": pk, "uri": uri, "next_attempt_at": now, **pending})
                 for pk, uri in uris.items()
                 if pk not in existing
             ]

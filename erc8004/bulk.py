@@ -8,20 +8,33 @@ On PostgreSQL these helpers send the same rows with psycopg2's ``execute_values`
 the model instances as they are (the models' own types: int, str, Decimal, aware
 datetime, JSON via ``Json``), so the result is the same rows Django would write.
 
+Large inserts (``COPY_MIN_ROWS`` rows or more) use ``COPY … FROM STDIN`` instead:
+PostgreSQL parses no SQL per row and psycopg2 quotes nothing (``mogrify`` of 20k
+``ChainEvent`` rows and the server's parse of their ``VALUES`` lists were most of
+the indexer's insert time). COPY returns no ids, so the ids are taken from the
+table's sequence first (one ``nextval`` query for the batch, ascending, in row
+order — the ids an ``INSERT`` would have given) and written explicitly.
+
 On other databases (the embedded SQLite default) they fall back to the ORM.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from operator import attrgetter
 from typing import Any
 
 from django.db import connection, models
 from psycopg2.extras import Json, execute_values
 
-__all__ = ("bulk_insert", "bulk_update", "bulk_upsert", "instance_fast")
+__all__ = ("COPY_MIN_ROWS", "bulk_insert", "bulk_update", "bulk_upsert", "instance_fast")
+
+# Below this many rows an INSERT … RETURNING (one round trip) beats nextval + COPY (two).
+COPY_MIN_ROWS = 64
 
 
 _DEFAULTS: dict[type, tuple[dict[str, Any], list[models.Field]]] = {}
@@ -83,6 +96,7 @@ class _Plan:
     json_positions: tuple[int, ...]
     auto_fields: tuple[models.Field, ...]
     relations: tuple[models.Field, ...]
+    auto_pk: models.Field | None
 
 
 _PLANS: dict[type, _Plan] = {}
@@ -98,6 +112,7 @@ def _plan(model: type[models.Model]) -> _Plan:
             json_positions=tuple(i for i, f in enumerate(fields) if isinstance(f, models.JSONField)),
             auto_fields=tuple(f for f in fields if getattr(f, "auto_now_add", False) or getattr(f, "auto_now", False)),
             relations=tuple(f for f in fields if f.is_relation),
+            auto_pk=model._meta.pk if isinstance(model._meta.pk, models.AutoField) else None,
         )
     return plan
 
@@ -134,6 +149,145 @@ def _prepare(objs: Iterable[models.Model], plan: _Plan) -> None:
                     setattr(obj, field.attname, related.pk)
 
 
+# COPY text format: backslash, newline, carriage return and tab are escaped; \\N is NULL.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def _copy_text(value: Any) -> str:
+    """One value as COPY text: the literal PostgreSQL would parse from the same
+    parameter psycopg2 sends for an INSERT (Decimal and int as numerals, aware
+    datetimes in ISO 8601 with their offset, booleans as t/f)."""
+    if value is None:
+        return "\\N"
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    if isinstance(value, int | Decimal | float):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value).translate(_COPY_ESCAPES)
+
+
+def _copy_json(value: Any) -> str:
+    if value is None:  # SQL NULL, as the INSERT path sends it (not JSON null)
+        return "\\N"
+    # What psycopg2's Json sends. ensure_ascii output has no raw tab, newline or
+    # carriage return (json escapes them), so only backslashes need doubling.
+    text = json.dumps(value)
+    return text.replace("\\", "\\\\") if "\\" in text else text
+
+
+_TEXT = "({x} if {x}.isprintable() and '\\\\' not in {x} else {x}.translate(T))"  # most text needs no escape
+_FAST: dict[str, str] = {
+    # internal type -> "exact class the fast path applies to|expression on {x}"
+    "CharField": "str|" + _TEXT,
+    "TextField": "str|" + _TEXT,
+    "IntegerField": "int|str({x})",
+    "BigIntegerField": "int|str({x})",
+    "SmallIntegerField": "int|str({x})",
+    "PositiveIntegerField": "int|str({x})",
+    "PositiveBigIntegerField": "int|str({x})",
+    "PositiveSmallIntegerField": "int|str({x})",
+    "ForeignKey": "int|str({x})",
+    "OneToOneField": "int|str({x})",
+    "DecimalField": "Decimal|str({x})",
+    "BooleanField": "bool|('t' if {x} else 'f')",
+    "DateTimeField": "datetime|{x}.isoformat()",
+}
+
+
+def _line_formatter(plan: _Plan) -> Any:
+    """A compiled function: model instance -> one COPY text line (without newline).
+
+    Each column takes a type-specific expression when the value is exactly the
+    field's usual Python type, and ``_copy_text`` otherwise (None, or anything
+    unusual), so the output is the same as calling ``_copy_text`` on every value —
+    about three times faster on 20k-row batches."""
+    parts = []
+    for i, field in enumerate(plan.fields):
+        value = f"v[{i}]" if len(plan.fields) > 1 else "v"
+        if i in plan.json_positions:
+            parts.append(f"(J({value}) if {value} is not None else N)")
+            continue
+        fast = _FAST.get(field.get_internal_type())
+        if fast is None:
+            parts.append(f"C({value})")
+            continue
+        cls, expression = fast.split("|", 1)
+        parts.append(f"({expression.replace('{x}', value)} if {value}.__class__ is {cls} else C({value}))")
+    source = "def line(obj):\n    v = getter(obj)\n    return '\\t'.join((" + ", ".join(parts) + ",))\n"
+    namespace: dict[str, Any] = {
+        "getter": plan.getter,
+        "T": _COPY_ESCAPES,
+        "C": _copy_text,
+        "J": _copy_json,
+        "N": "\\N",
+        "Decimal": Decimal,
+        "datetime": datetime,
+    }
+    exec(compile(source, f"<copy line {plan.fields[0].model.__name__}>", "exec"), namespace)  # noqa: S102
+    return namespace["line"]
+
+
+_LINES: dict[type, Any] = {}
+_COPY_CHUNK = 64 * 1024
+
+
+class _LineReader:
+    """A ``read()``-able view of a generator of COPY lines: rows are formatted while
+    they are sent, so a 10k-row batch never exists as one string (a StringIO of it
+    held 4 bytes per character: +15 MB of peak RSS at 41k events)."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+
+    def read(self, size: int = -1) -> str:
+        parts, length = [], 0
+        for text in self._lines:
+            parts.append(text)
+            length += len(text)
+            if 0 <= size <= length:
+                break
+        return "".join(parts)
+
+
+def _copy_insert(objs: Sequence[models.Model], plan: _Plan, table: str) -> None:
+    """Write ``objs`` with COPY, ids from the table's sequence (set on the objects)."""
+    quote = connection.ops.quote_name
+    model = type(objs[0])
+    line = _LINES.get(model)
+    if line is None:
+        line = _LINES[model] = _line_formatter(plan)
+    columns = [quote(f.column) for f in plan.fields]
+    with connection.cursor() as wrapper:
+        cursor = wrapper.cursor
+        ids: list[int] = []
+        if plan.auto_pk is not None:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                (table, plan.auto_pk.column, len(objs)),
+            )
+            ids = sorted(row[0] for row in cursor.fetchall())
+            columns.insert(0, quote(plan.auto_pk.column))
+        if ids:
+            lines = (f"{pk}\t{line(obj)}\n" for pk, obj in zip(ids, objs, strict=True))
+        else:
+            lines = (f"{line(obj)}\n" for obj in objs)
+        sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"  # names from the model
+        cursor.copy_expert(sql, _LineReader(lines), size=_COPY_CHUNK)
+    alias = connection.alias
+    for position, obj in enumerate(objs):
+        if ids:
+            obj.pk = ids[position]
+        state = obj._state
+        state.adding = False
+        state.db = alias
+
+
 def bulk_insert(objs: Sequence[models.Model], *, page_size: int = 1000) -> list[models.Model]:
     """Insert rows and set their primary keys (like ``bulk_create``, faster on PostgreSQL)."""
     if not objs:
@@ -143,6 +297,9 @@ def bulk_insert(objs: Sequence[models.Model], *, page_size: int = 1000) -> list[
         return model.objects.bulk_create(objs, batch_size=page_size)
     plan = _plan(model)
     _prepare(objs, plan)
+    if len(objs) >= COPY_MIN_ROWS:
+        _copy_insert(objs, plan, model._meta.db_table)
+        return list(objs)
     fields = plan.fields
     table = model._meta.db_table
     pk = model._meta.pk.column
