@@ -899,17 +899,6 @@ def _record_logged(
     return outcome
 
 
-_ATTEMPT_FIELDS = (
-    "started_at",
-    "duration_ms",
-    "outcome",
-    "retryable",
-    "response_code",
-    "response_excerpt",
-    "error",
-)
-
-
 def _success_record_fused(
     delivery: Delivery, attempt_no: int, attempt_fields: dict[str, Any], result: ChannelResult, now: datetime
 ) -> int:
@@ -918,12 +907,13 @@ def _success_record_fused(
     counts if the row was swept but not yet re-claimed) in one PostgreSQL statement,
     atomic by itself. Returns how many delivery rows it moved (0 or 1)."""
     attempt_table, delivery_table = Attempt._meta.db_table, Delivery._meta.db_table
-    columns = ", ".join(_ATTEMPT_FIELDS)
-    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in _ATTEMPT_FIELDS)
+    names = tuple(attempt_fields)  # the same fields the transaction path writes
+    columns = ", ".join(names)
+    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in names)
     sql = f"""
         WITH attempt AS (
             INSERT INTO {attempt_table} (delivery_id, number, {columns})
-            VALUES (%s, %s, {", ".join(["%s"] * len(_ATTEMPT_FIELDS))})
+            VALUES (%s, %s, {", ".join(["%s"] * len(names))})
             ON CONFLICT (delivery_id, number) DO UPDATE SET {updates}
             RETURNING 1
         ), done AS (
@@ -938,7 +928,7 @@ def _success_record_fused(
     params = [
         delivery.pk,
         attempt_no,
-        *(attempt_fields[name] for name in _ATTEMPT_FIELDS),
+        *(attempt_fields[name] for name in names),
         DeliveryStatus.SUCCEEDED,
         now,
         json.dumps(result.response_data or {}),
